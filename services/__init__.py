@@ -1,0 +1,1 @@
+"""The services: gateway (HTTP) and the workers codec, imaging, matching, notify."""

@@ -1,0 +1,1 @@
+"""Notify worker: WeChat subscribe messages (built in its own issue; not runnable yet)."""

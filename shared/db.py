@@ -1,0 +1,50 @@
+"""MongoDB through PyMongo's async client; each service declares its indexes, created at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pymongo import AsyncMongoClient, IndexModel
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.config import Settings
+
+Document = dict[str, Any]
+IndexSpec = Mapping[str, Sequence[IndexModel]]
+
+# Indexes of the collections that shared code itself owns.
+SHARED_INDEXES: IndexSpec = {
+    # Idempotent consumption: one row per (consumer, event id).
+    "processed_events": [IndexModel([("processed_at", 1)])],
+}
+
+
+class Database:
+    """One client per process; `db` is the application database."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.client: AsyncMongoClient[Document] = AsyncMongoClient(
+            settings.mongo_url,
+            tz_aware=True,
+            serverSelectionTimeoutMS=settings.mongo_timeout_ms,
+            connectTimeoutMS=settings.mongo_timeout_ms,
+            appname=settings.service_name,
+        )
+        self.db: AsyncDatabase[Document] = self.client[settings.mongo_db]
+
+    async def ensure_indexes(self, *specs: IndexSpec) -> None:
+        for spec in (SHARED_INDEXES, *specs):
+            for collection, indexes in spec.items():
+                if indexes:
+                    await self.db[collection].create_indexes(list(indexes))
+
+    async def ping(self) -> bool:
+        try:
+            await self.client.admin.command("ping")
+        except Exception:
+            return False
+        return True
+
+    async def close(self) -> None:
+        await self.client.close()

@@ -1,0 +1,256 @@
+"""The event envelope and the typed, versioned payload of every event on the bus.
+
+Routing key = event type with its version (`photo.submitted.v1`). A breaking change to a payload is a
+new type (`.v2`) published beside the old one until every consumer has moved.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+# Namespace for ids derived from other ids, so a redelivered input yields the same result event id.
+_EVENT_NAMESPACE = uuid.UUID("6f1c2a7e-3b7d-4d0c-9a51-2f3e8c1d9b40")
+MAX_EVENT_BYTES = 256 * 1024
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def derived_id(*parts: str) -> str:
+    """A stable id computed from other ids: the same inputs always give the same event id."""
+    return str(uuid.uuid5(_EVENT_NAMESPACE, "\x1f".join(parts)))
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class EventData(BaseModel):
+    """Base of every payload: strict about unknown fields so a producer's typo is caught at the edge."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    event_type: ClassVar[str]
+
+
+class Envelope(BaseModel):
+    """What travels on the bus; `id` is also the AMQP message_id, `application_id` the correlation_id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=64)
+    type: str = Field(min_length=3, max_length=100, pattern=r"^[a-z_]+(\.[a-z_]+)*\.v\d+$")
+    occurred_at: datetime
+    application_id: str | None = Field(default=None, max_length=64)
+    data: dict[str, Any]
+    # W3C trace context and the request id that caused this event, carried end to end.
+    trace: dict[str, str] = Field(default_factory=dict)
+
+    def payload(self) -> EventData:
+        """The typed payload; raises `UnknownEventType` or pydantic's ValidationError."""
+        model = EVENT_TYPES.get(self.type)
+        if model is None:
+            raise UnknownEventType(self.type)
+        return model.model_validate(self.data)
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_bytes(cls, body: bytes) -> Envelope:
+        return cls.model_validate_json(body)
+
+
+class UnknownEventType(ValueError):
+    pass
+
+
+def make_event(
+    data: EventData,
+    *,
+    application_id: str | None,
+    event_id: str | None = None,
+    trace: dict[str, str] | None = None,
+    occurred_at: datetime | None = None,
+) -> Envelope:
+    return Envelope(
+        id=event_id or new_id(),
+        type=data.event_type,
+        occurred_at=occurred_at or utcnow(),
+        application_id=application_id,
+        data=data.model_dump(mode="json"),
+        trace=trace or {},
+    )
+
+
+# --- codec -------------------------------------------------------------------------------------------
+
+Str64 = Field(min_length=1, max_length=64)
+
+
+class StudentClaim(BaseModel):
+    """What the student typed on the register page; it must match the code exactly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1, max_length=50)
+    student_number: str = Field(min_length=1, max_length=32)
+    id_last4: str = Field(min_length=1, max_length=8)
+
+
+class CodeScanned(EventData):
+    event_type: ClassVar[str] = "code.scanned.v1"
+    scan_id: str = Str64
+    claim: StudentClaim
+    source: Literal["text", "image"]
+    # Exactly one of these: the scanner's text, or the GridFS id of the uploaded code image.
+    qr_text: str | None = Field(default=None, max_length=4096)
+    image_blob_id: str | None = Field(default=None, max_length=64)
+    # The school the student is collecting for, when known; a different school on the code is 学籍异动.
+    expected_school_code: str | None = Field(default=None, max_length=20)
+
+
+class ChsiStudent(BaseModel):
+    """The decrypted CHSI record, as the confirm page shows it (name and ID already masked)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    chsi_id: str
+    masked_name: str
+    student_number: str
+    id_last4: str
+    school_code: str
+    school_name: str
+    education_category: str
+    level: str
+    department: str
+    class_name: str
+
+
+class CodeDecoded(EventData):
+    event_type: ClassVar[str] = "code.decoded.v1"
+    scan_id: str = Str64
+    student: ChsiStudent
+    stage: str = Field(max_length=64)
+
+
+class CodeRejected(EventData):
+    event_type: ClassVar[str] = "code.rejected.v1"
+    scan_id: str = Str64
+    reason: Literal[
+        "no_code_found",
+        "multiple_codes",
+        "not_chsi_code",
+        "decryption_failed",
+        "fields_mismatch",
+        "school_mismatch",
+        "student_number_invalid",
+        "not_an_image",
+        "empty_file",
+        "truncated_image",
+        "image_too_large",
+        "text_too_long",
+        "image_missing",
+    ]
+    message: str = Field(max_length=500)
+    mismatched_fields: list[str] = Field(default_factory=list)
+
+
+# --- payment -----------------------------------------------------------------------------------------
+
+
+class OrderPaid(EventData):
+    event_type: ClassVar[str] = "order.paid.v1"
+    order_id: str = Str64
+    student_id: str = Str64
+    amount_fen: int = Field(ge=0)
+    transaction_id: str = Field(max_length=64)
+    payer_openid: str = Field(max_length=128)
+    paid_at: datetime
+
+
+# --- imaging -----------------------------------------------------------------------------------------
+
+
+class PhotoSubmitted(EventData):
+    event_type: ClassVar[str] = "photo.submitted.v1"
+    photo_id: str = Str64
+    student_id: str = Str64
+    raw_blob_id: str = Str64
+    source: Literal["camera", "album"]
+    # Which of the day's standardisations this is (1-3); counted against the quota at submit time.
+    standardisation_number: int = Field(ge=1, le=10)
+
+
+class QualityMeasure(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    code: str
+    raw: float | None
+    score: float = Field(ge=0, le=100)
+    passed: bool
+    reason: str | None = None
+
+
+class PhotoStandardized(EventData):
+    event_type: ClassVar[str] = "photo.standardized.v1"
+    photo_id: str = Str64
+    standardized_blob_id: str = Str64
+    measures: list[QualityMeasure]
+
+
+class PhotoRejected(EventData):
+    event_type: ClassVar[str] = "photo.rejected.v1"
+    photo_id: str = Str64
+    measures: list[QualityMeasure]
+    reasons: list[str]
+
+
+class PhotoConfirmed(EventData):
+    event_type: ClassVar[str] = "photo.confirmed.v1"
+    photo_id: str = Str64
+    student_id: str = Str64
+    standardized_blob_id: str = Str64
+    admission_photo_blob_id: str = Str64
+
+
+# --- matching and review -----------------------------------------------------------------------------
+
+
+class MatchScored(EventData):
+    event_type: ClassVar[str] = "match.scored.v1"
+    photo_id: str = Str64
+    student_id: str = Str64
+    score: float = Field(ge=0, le=100)
+    passed: bool
+    engine: str = Field(max_length=32)
+
+
+class ReviewDecided(EventData):
+    event_type: ClassVar[str] = "review.decided.v1"
+    review_id: str = Str64
+    photo_id: str = Str64
+    student_id: str = Str64
+    decision: Literal["approved", "rejected"]
+    reason: str | None = Field(default=None, max_length=500)
+    operator_id: str = Str64
+
+
+EVENT_TYPES: dict[str, type[EventData]] = {
+    model.event_type: model
+    for model in (
+        CodeScanned,
+        CodeDecoded,
+        CodeRejected,
+        OrderPaid,
+        PhotoSubmitted,
+        PhotoStandardized,
+        PhotoRejected,
+        PhotoConfirmed,
+        MatchScored,
+        ReviewDecided,
+    )
+}
+
+__all__ = ["EVENT_TYPES", "Envelope", "EventData", "UnknownEventType", "ValidationError", "make_event"]
