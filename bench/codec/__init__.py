@@ -1,0 +1,1 @@
+"""Codec benchmark: seeded, degraded CHSI-like QR uploads and four decoding contenders."""
