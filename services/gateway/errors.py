@@ -1,0 +1,110 @@
+"""Errors as values a client can act on: a stable code, a Chinese message, never a bare 500."""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+
+from services.gateway.context import REQUEST_ID
+from services.gateway.messages import ERROR_MESSAGES
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+REQUESTS = Counter("http_requests_total", "HTTP requests by route and status", ["method", "route", "status"])
+LATENCY = Histogram(
+    "http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+ERRORS = Counter("http_errors_total", "HTTP error responses by code", ["code"])
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+_dumps = functools.partial(json.dumps, ensure_ascii=False)
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    """JSON with Chinese text as UTF-8, not \\u escapes (readable in the mini-program's debugger)."""
+    return web.json_response(body, status=status, dumps=_dumps)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str | None = None, **details: Any) -> None:
+        super().__init__(code)
+        self.status = status
+        self.code = code
+        self.message = message or ERROR_MESSAGES.get(code, ERROR_MESSAGES["internal_error"])
+        self.details = details
+
+
+_HTTP_CODES = {
+    400: "invalid_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    503: "service_unavailable",
+}
+
+
+def _error_response(
+    request: web.Request, status: int, code: str, message: str, **details: Any
+) -> web.Response:
+    ERRORS.labels(code).inc()
+    body: dict[str, Any] = {"code": code, "message": message, "request_id": request.get(REQUEST_ID)}
+    if details:
+        body["details"] = details
+    return json_response(body, status=status)
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request id on every request, log line and response; one access log line with latency."""
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if 8 <= len(incoming) <= 64 and incoming.isascii() else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        response.headers["X-Request-ID"] = request_id
+        return response
+    finally:
+        elapsed = time.perf_counter() - started
+        REQUESTS.labels(request.method, route, str(status)).inc()
+        LATENCY.labels(request.method, route).observe(elapsed)
+        if route not in ("/healthz", "/readyz", "/metrics"):
+            log.info(
+                "http request", method=request.method, route=route, status=status, ms=round(elapsed * 1000, 1)
+            )
+        structlog.contextvars.unbind_contextvars("request_id", "application_id")
+
+
+@web.middleware
+async def error_handling(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return _error_response(request, exc.status, exc.code, exc.message, **exc.details)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _HTTP_CODES.get(exc.status, "invalid_request" if exc.status < 500 else "internal_error")
+        return _error_response(request, exc.status, code, ERROR_MESSAGES.get(code, exc.reason))
+    except Exception:
+        log.exception("unhandled error", path=request.rel_url.path)
+        return _error_response(request, 500, "internal_error", ERROR_MESSAGES["internal_error"])
