@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import structlog
@@ -113,7 +114,10 @@ async def submit_code(request: web.Request) -> web.Response:
 
     applications = database.db["applications"]
     existing = await applications.find_one({"_id": application_id}, {"outbox": 0})
+    fingerprint = _fingerprint(submission, image)
     if existing is not None and existing.get("code", {}).get("scan_id") == scan_id:
+        if existing["code"].get("request_fingerprint") != fingerprint:
+            raise ApiError(409, "idempotency_conflict")  # same key, different request: refuse, keep the first
         log.info("duplicate code submission", scan_id=scan_id)
         return _accepted(existing)  # a retry of the same request: same answer, nothing new stored
     if submission.application_id and existing is None:
@@ -152,6 +156,7 @@ async def submit_code(request: web.Request) -> web.Response:
         "source": "image" if blob_id else "text",
         "image_blob_id": blob_id,
         "submitted_at": now,
+        "request_fingerprint": fingerprint,
     }
     fields = {"state": State.CODE_SUBMITTED, "claim": claim.model_dump(), "code": code, "updated_at": now}
     if submission.school_code:
@@ -178,6 +183,13 @@ async def submit_code(request: web.Request) -> web.Response:
     relay.wake()
     log.info("code submitted", scan_id=scan_id, source=code["source"])
     return _accepted({"_id": application_id, "code": code})
+
+
+def _fingerprint(submission: CodeSubmission, image: bytes | None) -> str:
+    """What makes two submissions "the same request" for an Idempotency-Key."""
+    digest = hashlib.sha256(submission.model_dump_json().encode())
+    digest.update(hashlib.sha256(image or b"").digest())
+    return digest.hexdigest()
 
 
 def _accepted(application: Document) -> web.Response:

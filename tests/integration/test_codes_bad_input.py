@@ -243,6 +243,11 @@ async def test_duplicate_submission_is_one_scan_and_one_event(env):
         assert await db["applications"].count_documents({}) == 1
         assert await db["codes"].count_documents({}) == 1
         assert await db["processed_events"].count_documents({"consumer": "codec"}) == 1
+        # The same key with a different request is refused, and the first submission stands.
+        status, body = await post(system, json={**payload, "name": "钱小红"}, headers=headers)
+        assert (status, body["code"]) == (409, "idempotency_conflict")
+        app = await db["applications"].find_one({})
+        assert app["claim"]["name"] == CLAIM["name"] and app["state"] == "code_verified"
 
 
 def _tamper(text: str) -> str:
