@@ -213,6 +213,8 @@ class PhotoConfirmed(EventData):
     student_id: str = Str64
     standardized_blob_id: str = Str64
     admission_photo_blob_id: str = Str64
+    # The school's face-comparison pass mark on the 0-100 scale (seed: 80).
+    pass_mark: float = Field(default=80.0, ge=0, le=100)
 
 
 # --- matching and review -----------------------------------------------------------------------------
