@@ -1,1 +1,1 @@
-"""Stand-ins for the external systems the project talks to, speaking their real protocols (tests, `make run`)."""
+"""Stand-ins for external systems, speaking their real protocols: for the tests and `make run`."""
