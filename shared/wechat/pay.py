@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 import aiohttp
+from cryptography.hazmat.primitives.asymmetric import rsa
 from yarl import URL
 
 from shared.wechat.config import WeChatSettings
@@ -149,30 +150,54 @@ class NotificationVerifier:
 class WeChatPayClient:
     """JSAPI orders, queries, closing, refunds; every request signed, every 2xx answer verified.
 
-    Raises WeChatPayError on a 4xx/5xx answer, an answer whose signature fails, or no answer.
+    Raises WeChatPayError on a 4xx/5xx answer, an answer whose signature fails, or no answer. Built
+    from settings without any WECHATPAY_* credential it is "not configured": every call raises
+    WeChatPayError(0, "NOT_CONFIGURED") and every notification is refused (`unknown_serial`), so a
+    service may always build one. Credentials given only in part are a configuration error (ValueError).
     """
 
     def __init__(self, settings: WeChatSettings, session: aiohttp.ClientSession) -> None:
-        missing = [
-            name
-            for name, value in (
-                ("WECHAT_APPID", settings.wechat_appid),
-                ("WECHATPAY_MCHID", settings.wechatpay_mchid),
-                ("WECHATPAY_MERCHANT_SERIAL", settings.wechatpay_merchant_serial),
-                ("WECHATPAY_PRIVATE_KEY", settings.wechatpay_private_key.get_secret_value()),
-                ("WECHATPAY_PUBLIC_KEY", settings.wechatpay_public_key),
-                ("WECHATPAY_PUBLIC_KEY_ID", settings.wechatpay_public_key_id),
-                ("WECHATPAY_APIV3_KEY", settings.wechatpay_apiv3_key.get_secret_value()),
-            )
-            if not value
-        ]
-        if missing:
-            raise ValueError(f"WeChat Pay is not configured: {', '.join(missing)} not set")
+        required = (
+            ("WECHAT_APPID", settings.wechat_appid),
+            ("WECHATPAY_MCHID", settings.wechatpay_mchid),
+            ("WECHATPAY_MERCHANT_SERIAL", settings.wechatpay_merchant_serial),
+            ("WECHATPAY_PRIVATE_KEY", settings.wechatpay_private_key.get_secret_value()),
+            ("WECHATPAY_PUBLIC_KEY", settings.wechatpay_public_key),
+            ("WECHATPAY_PUBLIC_KEY_ID", settings.wechatpay_public_key_id),
+            ("WECHATPAY_APIV3_KEY", settings.wechatpay_apiv3_key.get_secret_value()),
+        )
+        missing = [name for name, value in required if not value]
         self._settings = settings
         self._session = session
         self._base = settings.wechatpay_api_base.rstrip("/")
-        self._private_key = load_private_key(settings.wechatpay_private_key.get_secret_value())
-        self.verifier = NotificationVerifier.from_settings(settings)
+        self._private_key: rsa.RSAPrivateKey | None = None
+        self._verifier: NotificationVerifier | None = None
+        self._missing = missing
+        if missing and any(value for name, value in required if name.startswith("WECHATPAY_")):
+            raise ValueError(f"WeChat Pay is configured in part: {', '.join(missing)} not set")
+        if not missing:
+            self._private_key = load_private_key(settings.wechatpay_private_key.get_secret_value())
+            self._verifier = NotificationVerifier.from_settings(settings)
+
+    @property
+    def configured(self) -> bool:
+        return not self._missing
+
+    @property
+    def verifier(self) -> NotificationVerifier:
+        if self._verifier is None:
+            raise self._not_configured()
+        return self._verifier
+
+    def _key(self) -> rsa.RSAPrivateKey:
+        if self._private_key is None:
+            raise self._not_configured()
+        return self._private_key
+
+    def _not_configured(self) -> WeChatPayError:
+        return WeChatPayError(
+            0, "NOT_CONFIGURED", f"WeChat Pay is not configured: {', '.join(self._missing)}"
+        )
 
     # --- the mini-program side -----------------------------------------------------------------
 
@@ -187,14 +212,16 @@ class WeChatPayClient:
             "nonceStr": nonce,
             "package": package,
             "signType": "RSA",
-            "paySign": rsa_sign(self._private_key, message),
+            "paySign": rsa_sign(self._key(), message),
         }
 
     def verify_notification(
         self, headers: Mapping[str, str], body: bytes, *, now: float | None = None
     ) -> dict[str, Any]:
         """See NotificationVerifier.verify_notification; raises NotificationRejected(reason)."""
-        return self.verifier.verify_notification(headers, body, now=now)
+        if self._verifier is None:
+            raise NotificationRejected("unknown_serial", "WeChat Pay is not configured")
+        return self._verifier.verify_notification(headers, body, now=now)
 
     # --- orders --------------------------------------------------------------------------------
 
@@ -289,7 +316,7 @@ class WeChatPayClient:
         timestamp = str(int(time.time()))
         nonce = nonce_str()
         message = f"{method}\n{path_with_query}\n{timestamp}\n{nonce}\n{body}\n"
-        signature = rsa_sign(self._private_key, message)
+        signature = rsa_sign(self._key(), message)
         s = self._settings
         return (
             f'{AUTH_SCHEME} mchid="{s.wechatpay_mchid}",nonce_str="{nonce}",signature="{signature}",'
@@ -304,6 +331,7 @@ class WeChatPayClient:
         query: Mapping[str, str] | None = None,
         body: Mapping[str, Any] | None = None,
     ) -> tuple[int, dict[str, Any] | None]:
+        verifier = self.verifier  # not configured: fail before anything is sent
         url = URL(self._base + path + (f"?{urlencode(query)}" if query else ""), encoded=True)
         body_text = "" if body is None else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
         headers = {
@@ -332,7 +360,7 @@ class WeChatPayClient:
             # us fail or retry, never record a payment.
             raise _error_from(status, raw)
         try:
-            self.verifier.verify_signature(resp_headers, raw)
+            verifier.verify_signature(resp_headers, raw)
         except NotificationRejected as exc:
             raise WeChatPayError(status, "INVALID_RESPONSE_SIGNATURE", exc.reason) from None
         if not raw:

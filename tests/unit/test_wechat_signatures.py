@@ -19,7 +19,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from shared.wechat.errors import NotificationRejected
+from shared.wechat.config import WeChatSettings
+from shared.wechat.errors import NotificationRejected, WeChatPayError
+from shared.wechat.keys import client_env
 from shared.wechat.pay import NotificationVerifier, WeChatPayClient, format_time
 from tests.support.wechat import client_settings, shared_keyset
 
@@ -220,14 +222,43 @@ async def test_request_payment_params_verify_with_the_merchant_public_key() -> N
     assert _verifies(ks.merchant_public_key, message, params["paySign"])
 
 
-async def test_pay_client_refuses_bad_order_numbers_and_missing_configuration() -> None:
+async def test_pay_client_refuses_bad_order_numbers_and_partial_configuration() -> None:
     ks = shared_keyset()
     async with aiohttp.ClientSession() as http:
         client = WeChatPayClient(client_settings(ks, "http://unused"), http)
+        assert client.configured
         with pytest.raises(ValueError, match="out_trade_no"):
             await client.query_order("../../v3/refund")
-        with pytest.raises(ValueError, match="WECHATPAY_PRIVATE_KEY"):
+        with pytest.raises(ValueError, match="in part: WECHATPAY_PRIVATE_KEY not set"):
             WeChatPayClient(client_settings(ks, "http://unused", wechatpay_private_key=""), http)
+
+
+async def test_an_unconfigured_pay_client_can_be_built_but_does_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    names = [
+        *client_env(shared_keyset(), api_base="x"),
+        "WECHATPAY_PRIVATE_KEY_FILE",
+        "WECHATPAY_PUBLIC_KEY_FILE",
+    ]
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    async with aiohttp.ClientSession() as http:
+        client = WeChatPayClient(WeChatSettings(wechat_appid="wx1234567890abcdef"), http)
+        assert not client.configured
+        with pytest.raises(WeChatPayError) as failed:
+            await client.create_jsapi_order("GP20240608000001", "毕业照", 3000, "oPayer_0001")
+        assert (failed.value.status, failed.value.code, failed.value.retryable) == (
+            0,
+            "NOT_CONFIGURED",
+            False,
+        )
+        with pytest.raises(WeChatPayError):
+            client.request_payment_params("wx201410272009395522657a690389285100")
+        headers, body = _notification(RESOURCE)
+        with pytest.raises(NotificationRejected) as refused:
+            client.verify_notification(headers, body)
+        assert refused.value.reason == "unknown_serial"
 
 
 def test_time_expire_is_china_time_and_must_be_aware() -> None:
