@@ -5,6 +5,7 @@ Answers carry WeChat's `errcode`/`errmsg` convention (HTTP 200 either way) and i
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import secrets
@@ -112,7 +113,8 @@ class MiniProgramApi:
             return wechat_error(40163)
         code.used = True
         answer: dict[str, Any] = {
-            "session_key": secrets.token_urlsafe(16)[:22] + "==",
+            # Base64 of 16 bytes: the AES key wx.getUserInfo-style encrypted data is decrypted with.
+            "session_key": base64.b64encode(secrets.token_bytes(16)).decode(),
             "openid": code.openid,
         }
         if code.unionid:
