@@ -220,13 +220,42 @@ class PhotoConfirmed(EventData):
 # --- matching and review -----------------------------------------------------------------------------
 
 
+# Why no score could be computed: `<which photo>_<problem>`. Stable codes; texts in services/matching.
+MatchReason = Literal[
+    "photo_missing",
+    "photo_unreadable",
+    "photo_too_large",
+    "photo_no_face",
+    "photo_multiple_faces",
+    "photo_face_too_small",
+    "admission_photo_missing",
+    "admission_photo_unreadable",
+    "admission_photo_too_large",
+    "admission_photo_no_face",
+    "admission_photo_multiple_faces",
+    "admission_photo_face_too_small",
+]
+
+
 class MatchScored(EventData):
     event_type: ClassVar[str] = "match.scored.v1"
     photo_id: str = Str64
     student_id: str = Str64
+    # 0-100; 0 when `reason` says no comparison could be made.
     score: float = Field(ge=0, le=100)
     passed: bool
     engine: str = Field(max_length=32)
+    # The exact weights that scored (pack/file@sha256 prefix), for audits.
+    model: str | None = Field(default=None, max_length=128)
+    # The pass mark this photo was judged against (the school's, from photo.confirmed.v1).
+    pass_mark: float = Field(default=80.0, ge=0, le=100)
+    reason: MatchReason | None = None
+    # For the student, in Chinese: the result, or what to do next.
+    message: str | None = Field(default=None, max_length=500)
+    # How many of this student's compliant photos have scored below the pass mark, this one included.
+    failed_compliant_photos: int = Field(default=0, ge=0)
+    # The case goes to the registrar exception queue: too many failed photos, or a bad admission photo.
+    needs_registrar: bool = False
 
 
 class ReviewDecided(EventData):

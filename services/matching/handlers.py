@@ -1,0 +1,199 @@
+"""Event handler: `photo.confirmed.v1` → compare with the admission photo → `match.scored.v1`.
+
+At-least-once: the outcome is stored in `matches` under the photo id before the result is published,
+so a redelivered event (worker killed, broker lost) republishes the stored outcome under the same
+event id instead of comparing twice. Embeddings are never stored: only scores and counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from pymongo import IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from services.matching.compare import Comparison, FaceRules, compare_photos
+from services.matching.config import MatchingSettings
+from services.matching.engines import FaceEngine
+from services.matching.messages import reason_message, score_message
+from shared.blobs import BlobNotFound, BlobStore
+from shared.bus import Subscription
+from shared.db import Database, Document
+from shared.events import Envelope, EventData, MatchScored, PhotoConfirmed, derived_id, make_event, utcnow
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+INDEXES = {
+    "matches": [
+        # Counting a student's failed compliant photos.
+        IndexModel([("student_id", 1), ("status", 1), ("passed", 1)]),
+        IndexModel([("application_id", 1), ("decided_at", -1)]),
+        # The registrar exception queue, newest first.
+        IndexModel([("needs_registrar", 1), ("decided_at", -1)]),
+    ]
+}
+
+OUTCOMES = Counter(
+    "matching_outcomes_total", "Comparisons by outcome (passed, failed, or the reason)", ["engine", "outcome"]
+)
+STAGE_SECONDS = Histogram(
+    "matching_stage_seconds",
+    "Time per stage of one comparison (both photos)",
+    ["engine", "stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+class MatchingHandlers:
+    def __init__(
+        self, database: Database, blobs: BlobStore, settings: MatchingSettings, engine: FaceEngine
+    ) -> None:
+        self._matches = database.db["matches"]
+        self._blobs = blobs
+        self._settings = settings
+        self._engine = engine
+        self._rules = FaceRules.from_settings(settings)
+
+    def subscription(self) -> Subscription:
+        sub = Subscription("matching")
+        sub.on(PhotoConfirmed.event_type)(self.on_photo_confirmed)
+        return sub
+
+    async def on_photo_confirmed(self, envelope: Envelope, payload: EventData) -> list[Envelope]:
+        assert isinstance(payload, PhotoConfirmed)
+        stored = await self._matches.find_one({"_id": payload.photo_id})
+        if stored is None:
+            log.info("comparison started", photo_id=payload.photo_id, engine=self._engine.name)
+            comparison = await self._compare(payload)
+            stored = await self._document(envelope, payload, comparison)
+            try:
+                await self._matches.insert_one(stored)
+            except DuplicateKeyError:
+                # A concurrent delivery of the same photo stored its outcome first: publish that one.
+                found = await self._matches.find_one({"_id": payload.photo_id})
+                assert found is not None
+                stored = found
+            else:
+                _observe(comparison, stored)
+            log.info(
+                "comparison decided",
+                photo_id=payload.photo_id,
+                score=stored["score"],
+                passed=stored["passed"],
+                reason=stored["reason"],
+                faces=stored["faces_found"],
+                failed_compliant_photos=stored["failed_compliant_photos"],
+                needs_registrar=stored["needs_registrar"],
+                ms=stored["ms"],
+            )
+        else:
+            log.info("comparison already decided, republishing", photo_id=payload.photo_id)
+        return [_result_event(envelope, stored)]
+
+    async def _compare(self, confirmed: PhotoConfirmed) -> Comparison:
+        photo = await self._blob(confirmed.standardized_blob_id)
+        admission = await self._blob(confirmed.admission_photo_blob_id)
+        # CPU-bound: off the event loop, so broker heartbeats keep flowing.
+        return await asyncio.to_thread(
+            compare_photos, self._engine, photo, admission, pass_mark=confirmed.pass_mark, rules=self._rules
+        )
+
+    async def _blob(self, blob_id: str) -> bytes | None:
+        try:
+            return await self._blobs.get(blob_id)
+        except BlobNotFound:
+            return None
+
+    async def _document(self, envelope: Envelope, confirmed: PhotoConfirmed, result: Comparison) -> Document:
+        reason = result.reason
+        scored = reason is None
+        failed_before = await self._matches.count_documents(
+            {
+                "student_id": confirmed.student_id,
+                "status": "scored",
+                "passed": False,
+                "_id": {"$ne": confirmed.photo_id},
+            }
+        )
+        failed = failed_before + (1 if scored and not result.passed else 0)
+        needs_registrar = failed >= self._settings.matching_registrar_after_failures or (
+            reason is not None and reason.startswith("admission_photo_")
+        )
+        if scored:
+            assert result.score is not None
+            message = score_message(
+                result.score, result.pass_mark, needs_registrar=needs_registrar, failed_photos=failed
+            )
+        else:
+            assert reason is not None
+            message = reason_message(reason)
+        return {
+            "_id": confirmed.photo_id,
+            "confirmed_event_id": envelope.id,
+            "application_id": envelope.application_id,
+            "student_id": confirmed.student_id,
+            "status": "scored" if scored else "failed",
+            "score": result.score if scored else None,
+            "raw_similarity": result.raw,
+            "passed": result.passed,
+            "pass_mark": result.pass_mark,
+            "reason": reason,
+            "message": message,
+            "engine": result.engine,
+            "model": result.model,
+            "faces_found": {
+                "photo": result.photo.faces_found,
+                "admission_photo": result.admission_photo.faces_found,
+            },
+            "face_width_px": {
+                "photo": result.photo.face_width_px,
+                "admission_photo": result.admission_photo.face_width_px,
+            },
+            "timings_ms": result.timings_ms,
+            "ms": round(result.ms, 2),
+            "failed_compliant_photos": failed,
+            "needs_registrar": needs_registrar,
+            "registrar_limit": self._settings.matching_registrar_after_failures,
+            "decided_at": utcnow(),
+            # Fixed here, so a republish after a crash carries the same id.
+            "result_event_id": derived_id("matching", envelope.id),
+        }
+
+
+def _observe(result: Comparison, stored: Document) -> None:
+    outcome = stored["reason"] or ("passed" if stored["passed"] else "failed")
+    OUTCOMES.labels(result.engine, outcome).inc()
+    for stage, ms in result.timings_ms.items():
+        STAGE_SECONDS.labels(result.engine, stage).observe(ms / 1000.0)
+
+
+def _result_event(envelope: Envelope, stored: Document) -> Envelope:
+    # A re-confirmation of an already compared photo (a new event, same photo) gets the stored outcome
+    # under an id of its own; a redelivery of the original event gets the original id.
+    event_id = (
+        stored["result_event_id"]
+        if stored["confirmed_event_id"] == envelope.id
+        else derived_id("matching", envelope.id)
+    )
+    data: dict[str, Any] = {
+        "photo_id": stored["_id"],
+        "student_id": stored["student_id"],
+        "score": stored["score"] if stored["score"] is not None else 0.0,
+        "passed": stored["passed"],
+        "engine": stored["engine"],
+        "model": stored["model"],
+        "pass_mark": stored["pass_mark"],
+        "reason": stored["reason"],
+        "message": stored["message"],
+        "failed_compliant_photos": stored["failed_compliant_photos"],
+        "needs_registrar": stored["needs_registrar"],
+    }
+    return make_event(
+        MatchScored.model_validate(data),
+        application_id=envelope.application_id,
+        event_id=event_id,
+        trace=envelope.trace,
+    )
