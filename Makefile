@@ -3,20 +3,30 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Every pin of [tool.gradphoto.no-deps] in pyproject.toml, for `pip install --no-deps` (see $(STAMP)).
+NO_DEPS_PINS := import tomllib; t = tomllib.load(open("pyproject.toml", "rb")); print(" ".join(p for g in t["tool"]["gradphoto"]["no-deps"].values() for p in g))
 
-.PHONY: run test lint fmt typecheck pytest bench-codec install clean stop help
+.PHONY: demo run test lint fmt typecheck pytest bench-codec bench-imaging bench-matching install clean stop help
 
 help:
 	@echo "make run          start the gateway, the workers, the embedded database (and RabbitMQ if needed)"
 	@echo "make test         lint, type-check and run the whole test suite (real RabbitMQ and nx-27017)"
+	@echo "make demo         drive one made-up student through the journey against 'make run'"
 	@echo "make bench-codec  decode-rate and latency benchmark of the codec cascade -> bench/RESULTS.md"
+	@echo "make bench-imaging time to standardise 12 MP and 2 MP photos vs cv2.imread -> bench/RESULTS.md"
+	@echo "make bench-matching  face-comparison time on 2 MP photos vs the face_recognition call sequence -> bench/RESULTS.md"
 	@echo "make fmt          format the code with ruff"
 
 # The virtualenv is (re)built whenever pyproject.toml changes.
+# The packages of [tool.gradphoto.no-deps] in pyproject.toml (mediapipe, insightface) are installed with
+# --no-deps: their declared requirements would bring opencv-contrib-python / opencv-python, GUI builds
+# that need libGL and overwrite the headless cv2 the codec uses, plus jax, sounddevice, onnx, ... that
+# nothing here imports. What they really need at run time is pinned in the extras (see pyproject.toml).
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps $$($(BIN)/python -c '$(NO_DEPS_PINS)')
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -36,8 +46,17 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+demo: $(STAMP)
+	$(BIN)/python deploy/local/demo.py
+
 bench-codec: $(STAMP)
 	$(BIN)/python -m bench.codec
+
+bench-imaging: $(STAMP)
+	$(BIN)/python -m bench.imaging
+
+bench-matching: $(STAMP)
+	$(BIN)/python -m bench.matching
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -108,14 +108,37 @@ def ensure_rabbitmq(amqp_url: str) -> None:
     say(f"RabbitMQ is up on {host}:{port}")
 
 
-def codec_key() -> str:
-    """A development key for the CHSI cipher, made once and kept under var/ (never used in production)."""
-    path = VAR / "codec-cipher.key"
+def dev_key(name: str, purpose: str) -> str:
+    """A development key (32 random bytes, base64) made once under var/; never used in production."""
+    path = VAR / name
     if not path.exists():
         path.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
         path.chmod(0o600)
-        say(f"made a development CHSI cipher key in {path.relative_to(ROOT)}")
+        say(f"made a development {purpose} in {path.relative_to(ROOT)}")
     return path.read_text().strip()
+
+
+def wechat_sandbox(env: dict[str, str]) -> Child | None:
+    """Without real WeChat credentials, the project's sandbox plays WeChat and WeChat Pay."""
+    if env.get("WECHAT_APPID"):
+        say("using the configured WeChat and WeChat Pay (WECHAT_APPID is set)")
+        return None
+    from shared.wechat.keys import client_env, load_or_create_keyset, sandbox_env
+
+    key_path = VAR / "wechat"
+    keyset = load_or_create_keyset(key_path)
+    port = int(env.get("SANDBOX_PORT", "8090"))
+    base = f"http://127.0.0.1:{port}"
+    gateway = f"http://127.0.0.1:{env.get('GATEWAY_HTTP_PORT', PORTS['gateway'])}"
+    env.update(
+        client_env(
+            keyset,
+            api_base=base,
+            notify_url=f"{gateway}/api/v1/pay/notify",
+            refund_notify_url=f"{gateway}/api/v1/pay/notify",
+        )
+    )
+    return Child("sandbox", [PY, "-m", "sandbox.wechat"], {**env, **sandbox_env(key_path, port=port)})
 
 
 @dataclass
@@ -185,7 +208,8 @@ async def main() -> int:
     env.setdefault("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     ensure_zbar()
     ensure_rabbitmq(env["AMQP_URL"])
-    env.setdefault("CODEC_CIPHER_KEY", codec_key())
+    env.setdefault("CODEC_CIPHER_KEY", dev_key("codec-cipher.key", "CHSI cipher key"))
+    env.setdefault("GATEWAY_DATA_KEY", dev_key("gateway-data.key", "key for personal data at rest"))
 
     children: list[Child] = []
     mongo: Child | None = None
@@ -221,6 +245,10 @@ async def main() -> int:
             await asyncio.sleep(0.2)
         say(f"embedded MongoDB-wire server (nx-27017) on 127.0.0.1:{port}, data in var/mongo")
 
+    sandbox = wechat_sandbox(env)
+    if sandbox is not None:
+        await sandbox.start()
+        say(f"WeChat sandbox on {env['WECHAT_API_BASE']} (login, phone, subscribe messages, WeChat Pay v3)")
     for name, port in PORTS.items():
         if not (ROOT / "services" / name / "__main__.py").exists():
             continue
@@ -247,6 +275,8 @@ async def main() -> int:
     watcher.cancel()
     say("stopping: services drain their in-flight messages first")
     await asyncio.gather(*(c.stop(timeout=35) for c in reversed(children)))
+    if sandbox is not None:
+        await sandbox.stop(timeout=5)
     if mongo is not None:
         await mongo.stop(timeout=10)
     say("stopped")

@@ -1,35 +1,66 @@
-"""Wiring of the gateway: HTTP app, runtime (database, bus, probes), outbox relay, result consumer."""
+"""Wiring of the gateway: HTTP app, runtime (database, bus, probes), WeChat clients, relay, consumers."""
 
 from __future__ import annotations
 
-from aiohttp import web
-from pymongo import IndexModel
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import timedelta
 
+import aiohttp
+from aiohttp import web
+
+from services.gateway.api import account, codes, journey, orders, photos
+from services.gateway.api.registry import Api
 from services.gateway.config import GatewaySettings
-from services.gateway.context import BLOBS, DATABASE, RELAY, SETTINGS
-from services.gateway.errors import error_handling, request_context
+from services.gateway.context import (
+    APPLICATIONS,
+    BLOBS,
+    DATABASE,
+    FIELD_CIPHER,
+    LIMITERS,
+    PAY,
+    RELAY,
+    SCHOOLS,
+    SESSIONS,
+    SETTINGS,
+    USERS,
+    WECHAT,
+    Limiters,
+)
+from services.gateway.errors import error_handling, json_response, request_context
 from services.gateway.handlers import GatewayHandlers
-from services.gateway.routes import routes
+from services.gateway.payments import reconciliation_loop
+from services.gateway.privacy import FieldCipher
+from services.gateway.ratelimit import RateLimiter
+from services.gateway.schools import Schools, demo_school
+from services.gateway.store import INDEXES, Applications, Sessions, Users
 from shared.config import load_settings
 from shared.logging import get_logger
-from shared.outbox import PENDING_FIELD, OutboxRelay
+from shared.outbox import OutboxRelay
 from shared.runtime import Runtime, setup_logging
+from shared.wechat.config import WeChatSettings
+from shared.wechat.miniprogram import WeChatClient
+from shared.wechat.pay import WeChatPayClient
 
 log = get_logger(__name__)
 
 # Collections whose documents carry outbox events.
 OUTBOX_COLLECTIONS = ("applications",)
 
-INDEXES = {
-    "applications": [
-        IndexModel([("code.scan_id", 1)]),
-        IndexModel([("state", 1), ("updated_at", 1)]),
-        IndexModel([(PENDING_FIELD, 1)]),
-    ]
-}
+API = Api()
+for module in (account, codes, journey, orders, photos):
+    API.endpoints.extend(module.api.endpoints)
 
 
-def build_app(settings: GatewaySettings) -> tuple[web.Application, Runtime]:
+async def openapi_document(request: web.Request) -> web.Response:
+    return json_response(API.openapi())
+
+
+def build_app(
+    settings: GatewaySettings, wechat_settings: WeChatSettings | None = None
+) -> tuple[web.Application, Runtime]:
     app = web.Application(
         middlewares=[request_context, error_handling],
         client_max_size=settings.gateway_max_upload_bytes + 64 * 1024,
@@ -42,23 +73,84 @@ def build_app(settings: GatewaySettings) -> tuple[web.Application, Runtime]:
         poll_interval_s=settings.outbox_poll_interval_s,
         batch_size=settings.outbox_batch_size,
     )
+    wechat_settings = wechat_settings or WeChatSettings()
     app[SETTINGS] = settings
     app[DATABASE] = runtime.database
     app[BLOBS] = runtime.blobs
     app[RELAY] = relay
-    app.add_routes(routes)
+    app[APPLICATIONS] = Applications(runtime.database, relay.wake)
+    app[USERS] = Users(runtime.database)
+    app[SESSIONS] = Sessions(runtime.database, timedelta(hours=settings.gateway_session_ttl_hours))
+    app[SCHOOLS] = Schools(runtime.database)
+    app[LIMITERS] = Limiters(
+        login=RateLimiter(settings.gateway_login_per_minute, burst=10),
+        upload=RateLimiter(settings.gateway_uploads_per_minute, burst=settings.gateway_upload_burst),
+    )
+    key = settings.gateway_data_key.get_secret_value()
+    if not key:
+        if settings.environment == "production":
+            raise SystemExit("configuration error: GATEWAY_DATA_KEY is required in production")
+        key = base64.b64encode(b"development-only-data-key-32byte").decode()
+        log.warning("GATEWAY_DATA_KEY not set: using a development key; phone numbers are not protected")
+    app[FIELD_CIPHER] = FieldCipher(key)
+
+    async def wechat_clients(app: web.Application) -> AsyncIterator[None]:
+        timeout = aiohttp.ClientTimeout(total=wechat_settings.wechat_timeout_s)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            app[WECHAT] = WeChatClient(wechat_settings, session)
+            app[PAY] = WeChatPayClient(wechat_settings, session)
+            yield
+
+    app.cleanup_ctx.append(wechat_clients)
+    API.install(app)
+    app.router.add_get("/api/v1/openapi.json", openapi_document)
     return app, runtime
+
+
+async def start_background(app: web.Application, runtime: Runtime) -> list[asyncio.Task[None]]:
+    """Relay, result consumer and payment reconciliation: everything but the HTTP server."""
+    settings = app[SETTINGS]
+    app[RELAY].start()
+    handlers = GatewayHandlers(runtime.database, app[APPLICATIONS], app[USERS], app[SCHOOLS])
+    await runtime.consume(handlers.subscription())
+    reconcile = asyncio.create_task(
+        reconciliation_loop(
+            runtime.database,
+            app[APPLICATIONS],
+            app[PAY],
+            interval_s=settings.gateway_reconcile_interval_s,
+            after_s=settings.gateway_reconcile_after_s,
+        ),
+        name="reconciliation",
+    )
+    return [reconcile]
+
+
+async def stop_background(app: web.Application, tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    await app[RELAY].stop()
+
+
+async def seed_demo_school(app: web.Application) -> None:
+    """Local runs only: a school to collect for, so `make run` + `make demo` work on an empty database."""
+    schools = app[SCHOOLS]
+    if await schools.get(demo_school().school_code) is None:
+        await schools.put(demo_school())
+        log.info("seeded the demo school", school_code=demo_school().school_code)
 
 
 async def run(settings: GatewaySettings | None = None) -> None:
     settings = settings or load_settings(GatewaySettings)
     setup_logging(settings)
     app, runtime = build_app(settings)
-    relay = app[RELAY]
     runtime.install_signal_handlers()
     async with runtime:
-        relay.start()
-        await runtime.consume(GatewayHandlers(runtime.database).subscription())
-        log.info("gateway ready", url=f"http://{settings.http_host}:{settings.http_port}")
+        if settings.environment == "development":
+            await seed_demo_school(app)
+        tasks = await start_background(app, runtime)
+        log.info("gateway ready", url=f"http://{settings.http_host}:{runtime.http_port}")
         await runtime.wait_for_stop()
-        await relay.stop()
+        await stop_background(app, tasks)

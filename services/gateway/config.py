@@ -1,8 +1,8 @@
-"""Gateway settings: HTTP limits for what the mini-program sends."""
+"""Gateway settings: HTTP limits, sessions, the student rules' defaults, payments."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from shared.config import Settings
 
@@ -10,10 +10,29 @@ from shared.config import Settings
 class GatewaySettings(Settings):
     service_name: str = "gateway"
     http_port: int = 8080
-    # A saved code image or screenshot; phones save a few MB at most. Bodies above this get 413.
+    # A saved code image or a phone photo; bodies above this get 413 before they are read.
     gateway_max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     gateway_max_json_bytes: int = Field(default=64 * 1024, ge=1024)
     # Checked from the image header before anything decodes it (decompression bombs).
     gateway_max_image_pixels: int = Field(default=40_000_000, ge=10_000)
     # A QR code holds at most 2,953 bytes: longer "scanner text" did not come from a QR scan.
     gateway_max_qr_text_chars: int = Field(default=3000, ge=64)
+    # Seed step 10, local (album) uploads: 480-1350 × 640-1800 px, 50 KB-1 MB, JPEG.
+    album_min_width: int = 480
+    album_max_width: int = 1350
+    album_min_height: int = 640
+    album_max_height: int = 1800
+    album_min_bytes: int = 50 * 1024
+    album_max_bytes: int = 1024 * 1024
+    # Sessions of the gateway's own (not WeChat's session_key, which never leaves the server).
+    gateway_session_ttl_hours: float = Field(default=72, gt=0)
+    # Encrypts phone numbers at rest (base64 of 32 bytes); required in production.
+    gateway_data_key: SecretStr = SecretStr("")
+    gateway_login_per_minute: float = Field(default=20, gt=0)
+    gateway_uploads_per_minute: float = Field(default=10, gt=0)
+    gateway_upload_burst: int = Field(default=10, ge=1)
+    # Payments: an unpaid order expires; the reconciliation task asks WeChat Pay about orders whose
+    # notification never came.
+    gateway_order_expiry_minutes: int = Field(default=30, ge=5, le=120)
+    gateway_reconcile_interval_s: float = Field(default=60, gt=0)
+    gateway_reconcile_after_s: float = Field(default=120, ge=0)

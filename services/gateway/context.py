@@ -2,15 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aiohttp import web
 
 from services.gateway.config import GatewaySettings
+from services.gateway.privacy import FieldCipher
+from services.gateway.ratelimit import RateLimiter
+from services.gateway.schools import Schools
+from services.gateway.store import Applications, Sessions, Users
 from shared.blobs import BlobStore
 from shared.db import Database
 from shared.outbox import OutboxRelay
+from shared.wechat.miniprogram import WeChatClient
+from shared.wechat.pay import WeChatPayClient
+
+
+@dataclass(frozen=True)
+class Limiters:
+    login: RateLimiter
+    upload: RateLimiter
+
 
 SETTINGS = web.AppKey("settings", GatewaySettings)
 DATABASE = web.AppKey("database", Database)
 BLOBS = web.AppKey("blobs", BlobStore)
 RELAY = web.AppKey("relay", OutboxRelay)
+APPLICATIONS = web.AppKey("applications", Applications)
+USERS = web.AppKey("users", Users)
+SESSIONS = web.AppKey("sessions", Sessions)
+SCHOOLS = web.AppKey("schools", Schools)
+WECHAT = web.AppKey("wechat", WeChatClient)
+PAY = web.AppKey("pay", WeChatPayClient)
+LIMITERS = web.AppKey("limiters", Limiters)
+FIELD_CIPHER = web.AppKey("field_cipher", FieldCipher)
 REQUEST_ID = web.RequestKey("request_id", str)

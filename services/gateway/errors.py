@@ -15,6 +15,7 @@ from prometheus_client import Counter, Histogram
 
 from services.gateway.context import REQUEST_ID
 from services.gateway.messages import ERROR_MESSAGES
+from services.gateway.store import ConcurrentUpdate
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -100,6 +101,8 @@ async def error_handling(request: web.Request, handler: Handler) -> web.StreamRe
         return await handler(request)
     except ApiError as exc:
         return _error_response(request, exc.status, exc.code, exc.message, **exc.details)
+    except ConcurrentUpdate:
+        return _error_response(request, 409, "busy", ERROR_MESSAGES["busy"])
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

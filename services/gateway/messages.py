@@ -5,18 +5,49 @@ from __future__ import annotations
 ERROR_MESSAGES: dict[str, str] = {
     "invalid_request": "请求参数不正确，请检查后重试。",
     "invalid_json": "请求内容不是有效的 JSON。",
+    "unauthenticated": "登录已过期，请重新进入小程序。",
+    "forbidden": "无权访问。",
+    "invalid_login_code": "登录凭证无效或已使用，请重新进入小程序。",
+    "invalid_phone_code": "手机号授权无效或已过期，请重新授权。",
+    "wechat_unavailable": "微信服务暂时不可用，请稍后再试。",
+    "rate_limited": "操作太频繁，请稍后再试。",
     "agreement_required": "请先阅读并同意《用户服务协议》和《隐私政策》。",
     "code_source_required": "请扫描图像采集码，或上传保存的采集码图片（二选一）。",
-    "empty_file": "上传的文件是空的，请重新选择采集码图片。",
-    "unsupported_media_type": "请上传 JPG 或 PNG 格式的图片。",
-    "not_an_image": "上传的文件不是图片，请上传 JPG 或 PNG 格式的采集码图片。",
-    "image_too_large": "图片尺寸过大，请上传原始的采集码图片。",
+    "empty_file": "上传的文件是空的，请重新选择图片。",
+    "unsupported_media_type": "请求格式不正确，请上传 JPG 或 PNG 格式的图片。",
+    "not_an_image": "上传的文件不是图片，请上传 JPG 或 PNG 格式的图片。",
+    "image_too_large": "图片尺寸过大，请上传原始图片。",
     "payload_too_large": "上传的文件太大，请上传不超过 10MB 的图片。",
     "text_too_long": "扫描结果过长，不是学信网图像采集码，请重新扫描。",
     "not_found": "未找到对应的记录。",
     "method_not_allowed": "不支持的请求方式。",
+    "no_application": "请先完成学信网采集码采集。",
     "application_locked": "当前采集进度不能重新读取采集码。",
+    "illegal_transition": "当前进度不能进行此操作，请刷新后查看下一步。",
     "idempotency_conflict": "重复提交的请求与首次提交的内容不一致。",
+    "invalid_option": "请选择页面上提供的选项。",
+    "album_photo_invalid": "本地照片要求：JPG 格式，宽 480~1350、高 640~1800 像素，大小 50K~1M。",
+    "quota_exhausted": "今日照片制作次数已用完（每日3次），冷静期24小时后可再次制作。",
+    "photo_not_ready": "请选择一张已完成标准化的照片提交。",
+    "admission_photo_required": "请先确认录取照片是否为本人。",
+    "admission_photo_missing": "学校尚未提供您的录取照片，请联系客服。",
+    "resubmissions_exhausted": "免费重拍提交次数已用完，请联系客服。",
+    "order_failed": "下单失败，请稍后再试。",
+    "busy": "请求过于集中，请稍后重试。",
     "service_unavailable": "服务繁忙，请稍后再试。",
     "internal_error": "系统繁忙，请稍后再试；如多次出现请联系客服。",
+}
+
+# Why a verified code still cannot be used (applied by the gateway after the codec decoded it).
+ELIGIBILITY_MESSAGES: dict[str, str] = {
+    "not_in_roster": "学校名单中未找到您的信息，请核对学号或联系客服。",
+    "onsite_shoot_attended": "您已参加学校统一线下拍摄，未经学校允许不能线上采集；如需更换照片请联系学校。",
+    "account_bound_to_other_student": "该微信已绑定其他学生，一个微信只能为一名学生采集；请在“我的”中解除绑定后再试。",
+    "student_bound_elsewhere": "您的信息已绑定其他微信，请使用原微信操作，或在原微信“我的”中解除绑定，也可联系客服解绑。",
+}
+
+FAILURE_MESSAGES: dict[str, str] = {
+    "match_failed": "人像比对分数低于{pass_mark:g}分，请更换其他符合要求的照片再试。",
+    "registrar_review": "多张照片人像比对均未通过，已转学校学籍部门统一处理。",
+    "review_rejected": "审核未通过：{reason}。可免费重拍提交（剩余{left}次）。",
 }

@@ -11,13 +11,6 @@ from tests.support.system import running_system
 pytestmark = pytest.mark.slow
 
 
-async def post_code(system, *, data=None, json=None, headers=None):
-    async with system.http.post(
-        f"{system.base_url}/api/v1/codes", data=data, json=json, headers=headers
-    ) as resp:
-        return resp.status, await resp.json()
-
-
 def upload_form(image: bytes, **fields: str) -> aiohttp.FormData:
     form = aiohttp.FormData()
     for key, value in {**CLAIM, "agreed": "true", **fields}.items():
@@ -26,30 +19,36 @@ def upload_form(image: bytes, **fields: str) -> aiohttp.FormData:
     return form
 
 
-async def test_uploaded_code_image_is_decoded_and_verified(env):
+async def test_uploaded_code_image_is_decoded_verified_and_binds_the_account(env):
     async with running_system(env) as system:
-        status, body = await post_code(system, data=upload_form(qr_image(code_text())))
+        student = await system.student()
+        status, body = await student.request("POST", "/api/v1/codes", data=upload_form(qr_image(code_text())))
         assert status == 202, body
         assert body["status"] == "pending"
-        result = await system.wait_for_scan(body["scan_id"])
+        result = await student.wait_for_scan(body["scan_id"])
         assert result["status"] == "decoded", result
         assert result["student"]["masked_name"] == "赵**"
         assert result["student"]["id_last4"] == "2(3)"
         assert result["student"]["class_name"] == "2021级口腔医学16班"
-        app = await system.gateway.database.db["applications"].find_one({"_id": body["application_id"]})
-        assert app["state"] == "code_verified"
+        db = system.gateway.database.db
+        app = await db["applications"].find_one({"_id": body["application_id"]})
+        assert app["state"] == "code_verified" and app["student_id"] == "10487:2110216052"
         assert app["outbox_pending"] == 0 and app["outbox"] == {}
-        code = await system.gateway.database.db["codes"].find_one({"_id": body["scan_id"]})
-        assert code["status"] == "decoded" and code["source"] == "image"
+        assert (await db["codes"].find_one({"_id": body["scan_id"]}))["source"] == "image"
+        assert (await db["bindings"].find_one({"_id": "10487:2110216052"}))["openid"] == student.openid
+        status, me = await student.request("GET", "/api/v1/me")
+        assert me["bound"] is True and me["student"]["masked_name"] == "赵**"
+        assert me["student"]["student_number"] == "21******52"  # masked in the profile too
 
 
-async def test_scanned_text_is_verified(env):
+async def test_scanned_text_is_verified_and_the_status_endpoint_says_what_next(env):
     async with running_system(env) as system:
-        status, body = await post_code(system, json={**CLAIM, "agreed": True, "qr_text": code_text()})
+        student = await system.student()
+        status, body = await student.submit_text(code_text())
         assert status == 202, body
-        result = await system.wait_for_scan(body["scan_id"])
-        assert result["status"] == "decoded"
-        async with system.http.get(f"{system.base_url}/api/v1/applications/{body['application_id']}") as resp:
-            app = await resp.json()
+        assert (await student.wait_for_scan(body["scan_id"]))["status"] == "decoded"
+        app = await student.status()
         assert app["state"] == "code_verified"
-        assert app["verified_code"]["student_number"] == CLAIM["student_number"]
+        assert app["next"] == {"action": "confirm", "label": "确认采集码信息"}
+        assert app["student"]["student_number"] == CLAIM["student_number"]
+        assert app["last_failure"] is None

@@ -1,0 +1,274 @@
+"""Seed steps 4-5: submit the collection code (scanned text or saved image) and poll the result."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from services.gateway.api.common import caller, idempotency_key, validation_error
+from services.gateway.api.registry import Api
+from services.gateway.applications import Action, IllegalTransition, ScanStatus, State, transition
+from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, LIMITERS, REQUEST_ID, SETTINGS, USERS
+from services.gateway.errors import ApiError, json_response
+from services.gateway.store import Change
+from services.gateway.uploads import sniff_image
+from shared.db import Document
+from shared.events import ChsiStudent, CodeScanned, StudentClaim, derived_id, make_event, new_id, utcnow
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+api = Api()
+
+MAX_WAIT_S = 25
+
+
+class CodeSubmission(BaseModel):
+    """The register page: typed fields, the agreement tick, and the scanned text (or an image part)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str = Field(min_length=1, max_length=50)
+    student_number: str = Field(min_length=1, max_length=32)
+    id_last4: str = Field(min_length=1, max_length=8)
+    agreed: bool = Field(description="《用户服务协议》和《隐私政策》 accepted")
+    qr_text: str | None = Field(default=None, max_length=100_000)
+    school_code: str | None = Field(default=None, max_length=20)
+
+    @field_validator("name", "student_number", "id_last4")
+    @classmethod
+    def no_control_characters(cls, value: str) -> str:
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            raise ValueError("control characters are not allowed")
+        return value
+
+
+class ScanAccepted(BaseModel):
+    application_id: str
+    scan_id: str
+    status: str
+    status_url: str
+
+
+class ScanView(BaseModel):
+    scan_id: str
+    application_id: str
+    status: ScanStatus
+    source: str
+    submitted_at: datetime
+    decided_at: datetime | None = None
+    poll_after_ms: int | None = None
+    student: ChsiStudent | None = None
+    reason: str | None = None
+    message: str | None = None
+    mismatched_fields: list[str] | None = None
+
+
+async def _read_submission(request: web.Request) -> tuple[CodeSubmission, bytes | None]:
+    if request.content_type == "application/json":
+        try:
+            body: Any = await request.json()
+        except ValueError as exc:
+            raise ApiError(400, "invalid_json") from exc
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_json")
+        image = None
+    elif request.content_type == "multipart/form-data":
+        form = await request.post()
+        upload = form.get("image")
+        body = {k: v for k, v in form.items() if isinstance(v, str)}
+        if "agreed" in body:
+            body["agreed"] = body["agreed"].lower() in ("1", "true", "yes", "on")
+        if upload is not None and not isinstance(upload, web.FileField):
+            raise ApiError(400, "invalid_request", fields=[{"field": "image", "error": "not_a_file"}])
+        image = upload.file.read() if isinstance(upload, web.FileField) else None
+    else:
+        raise ApiError(415, "unsupported_media_type")
+    try:
+        return CodeSubmission.model_validate(body), image
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+def _fingerprint(submission: CodeSubmission, image: bytes | None) -> str:
+    """What makes two submissions "the same request" for an Idempotency-Key."""
+    digest = hashlib.sha256(submission.model_dump_json().encode())
+    digest.update(hashlib.sha256(image or b"").digest())
+    return digest.hexdigest()
+
+
+@api.route(
+    "POST",
+    "/api/v1/codes",
+    summary="Submit the collection code: typed fields + scanned text or saved image",
+    multipart={
+        "name": "string",
+        "student_number": "string",
+        "id_last4": "string",
+        "agreed": "boolean",
+        "school_code": "string",
+        "image": "binary",
+    },
+    body=CodeSubmission,
+    response=ScanAccepted,
+    status=202,
+    errors=(
+        "invalid_json",
+        "agreement_required",
+        "code_source_required",
+        "text_too_long",
+        "empty_file",
+        "not_an_image",
+        "image_too_large",
+        "payload_too_large",
+        "unsupported_media_type",
+        "application_locked",
+        "idempotency_conflict",
+        "rate_limited",
+    ),
+)
+async def submit_code(request: web.Request) -> web.Response:
+    """202 at once; the codec decides and the student polls the status URL."""
+    who = await caller(request)
+    settings = request.app[SETTINGS]
+    submission, image = await _read_submission(request)
+    if not submission.agreed:
+        raise ApiError(400, "agreement_required")
+    if (submission.qr_text is None) == (image is None) or submission.qr_text == "":
+        raise ApiError(400, "code_source_required")
+    if submission.qr_text is not None and len(submission.qr_text) > settings.gateway_max_qr_text_chars:
+        raise ApiError(400, "text_too_long")
+    content_type = (
+        sniff_image(image, max_pixels=settings.gateway_max_image_pixels) if image is not None else None
+    )
+    if image is not None and (wait := request.app[LIMITERS].upload.allow(who.openid)):
+        raise ApiError(429, "rate_limited", retry_after_s=round(wait, 1))
+
+    key = idempotency_key(request)
+    scan_id = derived_id("scan", who.openid, key) if key else new_id()
+    fingerprint = _fingerprint(submission, image)
+    applications = request.app[APPLICATIONS]
+    existing = await applications.get(who.application_id) if who.application_id else None
+    if existing is not None and existing.get("code", {}).get("scan_id") == scan_id:
+        if existing["code"].get("request_fingerprint") != fingerprint:
+            raise ApiError(409, "idempotency_conflict")  # same key, different request: the first stands
+        return _accepted(existing)  # a retry of the same request: same answer, nothing new stored
+    if existing is not None:
+        try:
+            transition(existing["state"], Action.SCAN)
+        except IllegalTransition as exc:
+            raise ApiError(409, "application_locked") from exc
+
+    application_id = existing["_id"] if existing else derived_id("application", who.openid, key or new_id())
+    blob_id = None
+    if image is not None:
+        blob_id = await request.app[BLOBS].put(
+            image,
+            filename=f"code-{scan_id}",
+            content_type=content_type or "",
+            application_id=application_id,
+            kind="code_image",
+        )
+    claim = StudentClaim(
+        name=submission.name, student_number=submission.student_number, id_last4=submission.id_last4
+    )
+    event = make_event(
+        CodeScanned(
+            scan_id=scan_id,
+            claim=claim,
+            source="image" if blob_id else "text",
+            qr_text=submission.qr_text,
+            image_blob_id=blob_id,
+            expected_school_code=submission.school_code,
+        ),
+        application_id=application_id,
+        trace={"request_id": request[REQUEST_ID]},
+    )
+    code: Document = {
+        "scan_id": scan_id,
+        "status": ScanStatus.PENDING,
+        "source": "image" if blob_id else "text",
+        "image_blob_id": blob_id,
+        "submitted_at": utcnow(),
+        "request_fingerprint": fingerprint,
+    }
+    fields: dict[str, Any] = {"state": State.CODE_SUBMITTED, "claim": claim.model_dump(), "code": code}
+    if existing is None:
+        await applications.create({"_id": application_id, "owner_openid": who.openid, **fields}, event)
+        await request.app[USERS].set_fields(who.openid, application_id=application_id)
+    else:
+
+        def rescan(current: Document) -> Change:
+            if current["state"] != existing["state"] or current.get("code", {}).get(
+                "scan_id"
+            ) != existing.get("code", {}).get("scan_id"):
+                raise ApiError(409, "application_locked")  # changed under us; the student can retry
+            return Change(set=fields, events=[event])
+
+        await applications.mutate(application_id, rescan, attempts=1)
+    log.info("code submitted", scan_id=scan_id, source=code["source"])
+    return _accepted({"_id": application_id, "code": code})
+
+
+def _accepted(application: Document) -> web.Response:
+    scan_id = application["code"]["scan_id"]
+    reply = ScanAccepted(
+        application_id=application["_id"],
+        scan_id=scan_id,
+        status=application["code"]["status"],
+        status_url=f"/api/v1/codes/{scan_id}",
+    )
+    return json_response(reply.model_dump(), status=202)
+
+
+def scan_view(application: Document) -> ScanView:
+    code = application["code"]
+    pending = code["status"] == ScanStatus.PENDING
+    return ScanView(
+        scan_id=code["scan_id"],
+        application_id=application["_id"],
+        status=code["status"],
+        source=code["source"],
+        submitted_at=code["submitted_at"],
+        decided_at=code.get("decided_at"),
+        poll_after_ms=1000 if pending else None,
+        student=code.get("student"),
+        reason=code.get("reason"),
+        message=code.get("message"),
+        mismatched_fields=code.get("mismatched_fields"),
+    )
+
+
+@api.route(
+    "GET",
+    "/api/v1/codes/{scan_id}",
+    summary="The result of a code scan; `?wait=N` long-polls up to N s (≤ 25)",
+    response=ScanView,
+    query={"wait": "integer"},
+    errors=("not_found",),
+)
+async def code_status(request: web.Request) -> web.Response:
+    who = await caller(request)
+    scan_id = request.match_info["scan_id"]
+    try:
+        wait = min(max(float(request.query.get("wait", "0")), 0.0), MAX_WAIT_S)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_request", fields=[{"field": "wait", "error": "not_a_number"}]) from exc
+    collection = request.app[DATABASE].db["applications"]
+    deadline = asyncio.get_running_loop().time() + wait
+    while True:
+        # Only the caller's own application: another student's scan id answers 404, like an unknown one.
+        application = await collection.find_one(
+            {"code.scan_id": scan_id, "owner_openid": who.openid}, {"outbox": 0}
+        )
+        if application is None:
+            raise ApiError(404, "not_found")
+        if (
+            application["code"]["status"] != ScanStatus.PENDING
+            or asyncio.get_running_loop().time() >= deadline
+        ):
+            return json_response(scan_view(application).model_dump(mode="json"))
+        await asyncio.sleep(0.2)

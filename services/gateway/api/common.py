@@ -1,0 +1,86 @@
+"""What every student route needs: the caller from the session token, a validated JSON body."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from services.gateway.context import APPLICATIONS, SESSIONS, SETTINGS, USERS
+from services.gateway.errors import ApiError
+from shared.db import Document
+
+M = TypeVar("M", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class Caller:
+    openid: str
+    user: Document
+
+    @property
+    def application_id(self) -> str | None:
+        value = self.user.get("application_id")
+        return str(value) if value else None
+
+
+async def caller(request: web.Request) -> Caller:
+    """The WeChat account behind the `Authorization: Bearer <token>` header, or 401."""
+    header = request.headers.get("Authorization", "")
+    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
+    openid = await request.app[SESSIONS].resolve(token)
+    if openid is None:
+        raise ApiError(401, "unauthenticated")
+    user = await request.app[USERS].get(openid)
+    if user is None:
+        raise ApiError(401, "unauthenticated")
+    structlog.contextvars.bind_contextvars(application_id=user.get("application_id"))
+    return Caller(openid, user)
+
+
+async def my_application(request: web.Request, who: Caller) -> Document:
+    """The caller's own application; a student never names an application id, so cannot reach another's."""
+    if who.application_id is None:
+        raise ApiError(409, "no_application")
+    application = await request.app[APPLICATIONS].get(who.application_id)
+    if application is None:
+        raise ApiError(409, "no_application")
+    return application
+
+
+def validation_error(exc: ValidationError) -> ApiError:
+    fields = [
+        {"field": ".".join(str(p) for p in err["loc"]) or "body", "error": err["type"]}
+        for err in exc.errors()
+    ]
+    return ApiError(400, "invalid_request", fields=fields)
+
+
+async def json_body(request: web.Request, model: type[M]) -> M:
+    """Parse and validate a JSON object body; anything else is a clear 4xx."""
+    if request.content_type != "application/json":
+        raise ApiError(415, "unsupported_media_type")
+    if (request.content_length or 0) > request.app[SETTINGS].gateway_max_json_bytes:
+        raise ApiError(413, "payload_too_large")
+    try:
+        body: Any = await request.json()
+    except ValueError as exc:
+        raise ApiError(400, "invalid_json") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_json")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+def idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key", "").strip()
+    if not key:
+        return None
+    if len(key) > 64 or not key.isascii() or not key.isprintable():
+        raise ApiError(400, "invalid_request", fields=[{"field": "Idempotency-Key", "error": "invalid"}])
+    return key

@@ -1,0 +1,246 @@
+"""The school's texts and options, the confirm step, the one status endpoint, and the photos to view."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.gateway.api.common import caller, json_body, my_application
+from services.gateway.api.registry import Api
+from services.gateway.applications import NEXT_STEPS, Action, IllegalTransition, State, transition
+from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, SCHOOLS
+from services.gateway.errors import ApiError, json_response
+from services.gateway.quota import Quota, remaining
+from services.gateway.schools import Option, SchoolPublicView
+from services.gateway.store import Change
+from shared.blobs import BlobNotFound
+from shared.db import Document
+from shared.events import ChsiStudent, utcnow
+
+api = Api()
+
+
+@api.route(
+    "GET",
+    "/api/v1/schools/{school_code}",
+    summary="The school's notice, agreement, FAQ, support, options and fee",
+    response=SchoolPublicView,
+    auth=False,
+    errors=("not_found",),
+)
+async def school_config(request: web.Request) -> web.Response:
+    school = await request.app[SCHOOLS].get(request.match_info["school_code"][:20])
+    if school is None:
+        raise ApiError(404, "not_found")
+    return json_response(SchoolPublicView.model_validate(school.model_dump()).model_dump())
+
+
+class ConfirmRequest(BaseModel):
+    """Seed step 5: defaults are preselected; the student may change year and mailing method."""
+
+    model_config = ConfigDict(extra="forbid")
+    graduation_year: str | None = Field(default=None, max_length=64)
+    mailing_method: str | None = Field(default=None, max_length=64)
+
+
+class Confirmation(BaseModel):
+    graduation_year: Option
+    mailing_method: Option
+    confirmed_at: datetime
+
+
+class NextStepView(BaseModel):
+    action: str
+    label: str
+
+
+class FailureView(BaseModel):
+    code: str
+    message: str
+    at: datetime | None = None
+
+
+class PhotoView(BaseModel):
+    photo_id: str
+    status: str
+    source: str
+    uploaded_at: datetime
+    standardisation_number: int
+    reasons: list[str] = Field(default_factory=list)
+    image_url: str | None = None
+
+
+class OrderView(BaseModel):
+    out_trade_no: str
+    amount_fen: int
+    status: str
+    paid_at: datetime | None = None
+
+
+class QuotaView(BaseModel):
+    standardisations_left: int
+    reopens_at: datetime | None
+
+
+class MatchView(BaseModel):
+    score: float
+    passed: bool
+    photo_id: str
+
+
+class ApplicationView(BaseModel):
+    """Everything the mini-program's status page needs, in one response (seed 13: "the status is the truth")."""
+
+    application_id: str
+    state: State
+    next: NextStepView
+    last_failure: FailureView | None
+    student: ChsiStudent | None
+    confirmation: Confirmation | None
+    order: OrderView | None
+    photos: list[PhotoView]
+    quota: QuotaView
+    match: MatchView | None
+    resubmissions_left: int
+    updated_at: datetime
+
+
+def _pick(options: list[Option], code: str | None) -> Option:
+    if code is None:
+        return options[0]
+    for option in options:
+        if option.code == code:
+            return option
+    raise ApiError(400, "invalid_option", allowed=[o.code for o in options])
+
+
+@api.route(
+    "POST",
+    "/api/v1/application/confirm",
+    summary="Confirm the decoded code with graduation year and mailing method",
+    body=ConfirmRequest,
+    response=Confirmation,
+    errors=("no_application", "illegal_transition", "invalid_option"),
+)
+async def confirm(request: web.Request) -> web.Response:
+    who = await caller(request)
+    application = await my_application(request, who)
+    body = await json_body(request, ConfirmRequest)
+    school = await request.app[SCHOOLS].get(application.get("school_code") or "")
+    if school is None:
+        raise ApiError(409, "illegal_transition", reason="school_not_configured")
+    chosen = Confirmation(
+        graduation_year=_pick(school.graduation_years, body.graduation_year),
+        mailing_method=_pick(school.mailing_options, body.mailing_method),
+        confirmed_at=utcnow(),
+    )
+
+    def decide(current: Document) -> Change:
+        try:
+            state = transition(current["state"], Action.CONFIRM)
+        except IllegalTransition as exc:
+            raise ApiError(409, "illegal_transition") from exc
+        return Change(set={"state": state, "confirmation": chosen.model_dump()})
+
+    await request.app[APPLICATIONS].mutate(application["_id"], decide)
+    return json_response(chosen.model_dump(mode="json"))
+
+
+def application_view(application: Document) -> ApplicationView:
+    state = State(application["state"])
+    photos = [
+        PhotoView(
+            photo_id=photo_id,
+            status=p["status"],
+            source=p["source"],
+            uploaded_at=p["uploaded_at"],
+            standardisation_number=p["standardisation_number"],
+            reasons=p.get("reasons", []),
+            image_url=f"/api/v1/photos/{photo_id}/image" if p.get("standardized_blob_id") else None,
+        )
+        for photo_id, p in sorted(
+            (application.get("photos") or {}).items(), key=lambda kv: kv[1]["uploaded_at"]
+        )
+    ]
+    quota = Quota.from_doc(application.get("quota"))
+    now = utcnow()
+    order = application.get("order")
+    match = application.get("match")
+    failure = application.get("last_failure")
+    return ApplicationView(
+        application_id=application["_id"],
+        state=state,
+        next=NextStepView(**NEXT_STEPS[state].__dict__),
+        last_failure=FailureView(**failure) if failure else None,
+        student=application.get("verified_code"),
+        confirmation=application.get("confirmation"),
+        order=OrderView(**{k: order.get(k) for k in ("out_trade_no", "amount_fen", "status", "paid_at")})
+        if order and order.get("status") != "creating"
+        else None,
+        photos=photos,
+        quota=QuotaView(
+            standardisations_left=remaining(quota, now),
+            reopens_at=quota.reopens_at if quota.reopens_at and quota.reopens_at > now else None,
+        ),
+        match=MatchView(**match) if match else None,
+        resubmissions_left=int(application.get("resubmissions_left", 2)),
+        updated_at=application["updated_at"],
+    )
+
+
+@api.route(
+    "GET",
+    "/api/v1/application",
+    summary="The application's state, the next step and the last failure reason",
+    response=ApplicationView,
+    errors=("no_application",),
+)
+async def application_status(request: web.Request) -> web.Response:
+    who = await caller(request)
+    application = await my_application(request, who)
+    return json_response(application_view(application).model_dump(mode="json"))
+
+
+async def _image(request: web.Request, blob_id: str | None) -> web.Response:
+    if not blob_id:
+        raise ApiError(404, "not_found")
+    try:
+        data = await request.app[BLOBS].get(blob_id)
+    except BlobNotFound as exc:
+        raise ApiError(404, "not_found") from exc
+    return web.Response(body=data, content_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+@api.route(
+    "GET",
+    "/api/v1/admission-photo",
+    summary="The student's admission photo, to confirm it is them (seed step 13)",
+    binary="image/jpeg",
+    errors=("no_application", "not_found"),
+)
+async def admission_photo(request: web.Request) -> web.Response:
+    who = await caller(request)
+    application = await my_application(request, who)
+    student: dict[str, Any] | None = (
+        await request.app[DATABASE]
+        .db["students"]
+        .find_one({"_id": application.get("student_id")}, {"admission_photo_blob_id": 1})
+    )
+    return await _image(request, (student or {}).get("admission_photo_blob_id"))
+
+
+@api.route(
+    "GET",
+    "/api/v1/photos/{photo_id}/image",
+    summary="A standardised photo of the student's own",
+    binary="image/jpeg",
+    errors=("no_application", "not_found"),
+)
+async def photo_image(request: web.Request) -> web.Response:
+    who = await caller(request)
+    application = await my_application(request, who)
+    photo = (application.get("photos") or {}).get(request.match_info["photo_id"]) or {}
+    return await _image(request, photo.get("standardized_blob_id"))

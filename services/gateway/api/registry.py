@@ -1,0 +1,195 @@
+"""Routes registered together with their OpenAPI description, so the document cannot drift from the code.
+
+A route is declared once with its request and response models (pydantic); aiohttp gets the handler,
+`/api/v1/openapi.json` gets the path, schemas, auth and error codes. A test checks that every route
+the app serves under /api/v1 is in the document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+
+from services.gateway.messages import ERROR_MESSAGES
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    body: type[BaseModel] | None
+    response: type[BaseModel] | None
+    status: int
+    auth: bool
+    errors: tuple[str, ...]
+    multipart: dict[str, str] | None
+    query: dict[str, str] = field(default_factory=dict)
+    binary: str | None = None
+
+
+class Api:
+    def __init__(self) -> None:
+        self.endpoints: list[Endpoint] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        body: type[BaseModel] | None = None,
+        response: type[BaseModel] | None = None,
+        status: int = 200,
+        auth: bool = True,
+        errors: tuple[str, ...] = (),
+        multipart: dict[str, str] | None = None,
+        query: dict[str, str] | None = None,
+        binary: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.endpoints.append(
+                Endpoint(
+                    method,
+                    path,
+                    handler,
+                    summary,
+                    body,
+                    response,
+                    status,
+                    auth,
+                    errors,
+                    multipart,
+                    query or {},
+                    binary,
+                )
+            )
+            return handler
+
+        return register
+
+    def install(self, app: web.Application) -> None:
+        for endpoint in self.endpoints:
+            app.router.add_route(endpoint.method, endpoint.path, endpoint.handler)
+
+    def openapi(self) -> dict[str, Any]:
+        schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
+        paths: dict[str, dict[str, Any]] = {}
+        for e in self.endpoints:
+            operation: dict[str, Any] = {
+                "summary": e.summary,
+                "operationId": e.handler.__name__,
+                "responses": {},
+            }
+            params = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in _path_params(e.path)
+            ] + [
+                {"name": name, "in": "query", "required": False, "schema": {"type": kind}}
+                for name, kind in e.query.items()
+            ]
+            if params:
+                operation["parameters"] = params
+            if e.body is not None:
+                operation["requestBody"] = {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref(e.body, schemas)}},
+                }
+            if e.multipart is not None:
+                content = operation.setdefault("requestBody", {"required": True, "content": {}})["content"]
+                content["multipart/form-data"] = {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            name: {"type": "string", "format": "binary"}
+                            if kind == "binary"
+                            else {"type": kind}
+                            for name, kind in e.multipart.items()
+                        },
+                    }
+                }
+            if e.binary is not None:
+                operation["responses"][str(e.status)] = {
+                    "description": "OK",
+                    "content": {e.binary: {"schema": {"type": "string", "format": "binary"}}},
+                }
+            elif e.response is not None:
+                operation["responses"][str(e.status)] = {
+                    "description": "OK",
+                    "content": {"application/json": {"schema": _ref(e.response, schemas)}},
+                }
+            else:
+                operation["responses"][str(e.status)] = {"description": "OK"}
+            codes = set(e.errors) | {"internal_error", "invalid_request"}
+            if e.auth:
+                operation["security"] = [{"session": []}]
+                codes.add("unauthenticated")
+            for status in sorted({_STATUS_OF.get(c, 400) for c in codes}):
+                described = sorted(c for c in codes if _STATUS_OF.get(c, 400) == status)
+                operation["responses"][str(status)] = {
+                    "description": ", ".join(described),
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                }
+            paths.setdefault(e.path, {})[e.method.lower()] = operation
+        return {
+            "openapi": "3.0.3",
+            "info": {"title": "Graduation-photo collection: student API", "version": "1"},
+            "paths": paths,
+            "components": {
+                "schemas": schemas,
+                "securitySchemes": {"session": {"type": "http", "scheme": "bearer"}},
+            },
+        }
+
+
+def _path_params(path: str) -> list[str]:
+    return [part[1:-1].split(":")[0] for part in path.split("/") if part.startswith("{")]
+
+
+def _ref(model: type[BaseModel], schemas: dict[str, Any]) -> dict[str, str]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        schemas[name] = definition
+    schemas[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["code", "message"],
+    "properties": {
+        "code": {"type": "string", "enum": sorted(ERROR_MESSAGES)},
+        "message": {"type": "string"},
+        "request_id": {"type": "string", "nullable": True},
+        "details": {"type": "object"},
+    },
+}
+
+_STATUS_OF: dict[str, int] = {
+    "unauthenticated": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "illegal_transition": 409,
+    "application_locked": 409,
+    "idempotency_conflict": 409,
+    "account_bound_to_other_student": 409,
+    "student_bound_elsewhere": 409,
+    "no_application": 409,
+    "quota_exhausted": 429,
+    "rate_limited": 429,
+    "payload_too_large": 413,
+    "image_too_large": 413,
+    "unsupported_media_type": 415,
+    "not_an_image": 415,
+    "wechat_unavailable": 502,
+    "service_unavailable": 503,
+    "internal_error": 500,
+}

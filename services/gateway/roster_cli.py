@@ -1,0 +1,72 @@
+"""`python -m services.gateway.roster_cli import --school CODE ROSTER [--photos ZIP]`: import a roster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from services.gateway.roster import (
+    PhotoCheck,
+    PhotoChecker,
+    RosterError,
+    import_roster,
+    read_photos,
+    read_rows,
+)
+from shared.blobs import BlobStore
+from shared.config import Settings
+from shared.db import Database
+
+
+def _face_checker() -> PhotoChecker | None:
+    """The matching service's admission-photo check (no face / several faces), where installed."""
+    try:
+        from services.matching.admission import check_admission_photo  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+
+    def check(data: bytes) -> PhotoCheck:
+        verdict = check_admission_photo(data)
+        return PhotoCheck(verdict.ok, getattr(verdict, "code", None), getattr(verdict, "message", None))
+
+    return check
+
+
+async def _run(args: argparse.Namespace, rows: list[dict[str, str]], photos: dict[str, bytes] | None) -> int:
+    database = Database(Settings())
+    try:
+        checker = None if args.no_face_check else _face_checker()
+        report = await import_roster(
+            database, BlobStore(database), args.school, rows, photos, check_photo=checker
+        )
+    finally:
+        await database.close()
+    out = report.as_dict() | {"ok": not report.rejected, "face_check": checker is not None}
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+    return 0 if not report.rejected else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.gateway.roster_cli")
+    sub = parser.add_subparsers(dest="command", required=True)
+    imp = sub.add_parser("import", help="import or update a school's roster and admission photos")
+    imp.add_argument("--school", required=True, help="school code (院校代码)")
+    imp.add_argument("roster", help="CSV or XLSX with 姓名, 学号, 证件号后4位, 班级, 层次, 是否参加现场拍摄")
+    imp.add_argument("--photos", help="zip of admission photos named <学号>.jpg")
+    imp.add_argument("--no-face-check", action="store_true", help="skip the face check of admission photos")
+    args = parser.parse_args(argv)
+    roster = Path(args.roster)
+    try:
+        rows = read_rows(roster.read_bytes(), roster.name)
+        photos = read_photos(Path(args.photos).read_bytes()) if args.photos else None
+    except (OSError, RosterError) as exc:
+        print(json.dumps({"ok": False, "error": str(exc)}, ensure_ascii=False))
+        return 2
+    return asyncio.run(_run(args, rows, photos))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

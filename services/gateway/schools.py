@@ -1,0 +1,134 @@
+"""A school's configuration: what the mini-program shows and the rules and prices it applies."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.db import Database
+
+
+class FaqItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    question: str = Field(max_length=200)
+    answer: str = Field(max_length=2000)
+
+
+class Option(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(max_length=64)
+    label: str = Field(max_length=100)
+
+
+class ServiceItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(max_length=50)
+    included: bool = True
+
+
+class SupportContact(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    phone: str = Field(max_length=40)
+    hours: str = Field(max_length=100)
+    qq: str | None = Field(default=None, max_length=20)
+
+
+class SchoolConfig(BaseModel):
+    """Stored in `schools` (one per school code); edited by operators in the console."""
+
+    model_config = ConfigDict(extra="forbid")
+    school_code: str = Field(min_length=1, max_length=20)
+    name: str = Field(max_length=100)
+    notice: str = Field(max_length=5000)  # 温馨提示, read before collecting (seed step 4)
+    agreement: str = Field(max_length=20000)  # 《用户服务协议》
+    privacy_policy: str = Field(max_length=20000)  # 《隐私政策》
+    faq: list[FaqItem] = Field(default_factory=list)
+    support: SupportContact
+    graduation_years: list[Option]  # 学历/级/届; the first is the default
+    mailing_options: list[Option]  # the first is the default: mail to the school registrar
+    fee_fen: int = Field(ge=0, le=100_000)
+    service_items: list[ServiceItem] = Field(default_factory=list)
+    # Students who attended the on-site shoot may collect online only if the school allows it,
+    # and then pay the extra manual-review fee (seed step 3).
+    allow_onsite_attendees: bool = False
+    onsite_extra_fee_fen: int = Field(default=0, ge=0, le=100_000)
+    pass_mark: float = Field(default=80.0, ge=0, le=100)  # face comparison (seed step 14)
+    standardisations_per_day: int = Field(default=3, ge=1, le=10)
+    free_resubmissions: int = Field(default=2, ge=0, le=10)
+
+
+class SchoolPublicView(BaseModel):
+    """What the mini-program receives: everything but internal rules."""
+
+    school_code: str
+    name: str
+    notice: str
+    agreement: str
+    privacy_policy: str
+    faq: list[FaqItem]
+    support: SupportContact
+    graduation_years: list[Option]
+    mailing_options: list[Option]
+    fee_fen: int
+    service_items: list[ServiceItem]
+
+
+def demo_school(school_code: str = "10487", name: str = "示范大学") -> SchoolConfig:
+    """The school `make run`, `make demo` and the tests use; texts follow the seed."""
+    return SchoolConfig(
+        school_code=school_code,
+        name=name,
+        notice="请在小程序中操作，只能在手机上操作。完成学信网采集码采集即可。"
+        "仅限未参加学校统一线下拍摄或因学信网人像比对未成功需要做身份复核的学生使用。",
+        agreement="《用户服务协议》：本服务提供图像采集、照片标准化、人工审核、冲印、上传学信网、邮寄等服务。",
+        privacy_policy="《隐私政策》：您的姓名、学号、证件号后4位、手机号和照片仅用于本次采集，按规定期限删除。",
+        faq=[
+            FaqItem(
+                question="证件号后4位怎么填？",
+                answer="输入采集码上证件号码星号后面的字符，如有括号也包含在内，例如 2(3)。",
+            ),
+            FaqItem(question="每天能制作几次？", answer="每日限3次照片标准化，超过后冷静期为24小时。"),
+        ],
+        support=SupportContact(
+            phone="027-87885551", hours="周一至周五 8:30-12:00 14:00-17:30", qq="78284566"
+        ),
+        graduation_years=[
+            Option(code="2025", label="普通本专科_2025届毕业生"),
+            Option(code="2024", label="普通本专科_2024届毕业生"),
+        ],
+        mailing_options=[
+            Option(code="registrar", label="直接邮寄学校学籍部门"),
+            Option(code="self_pickup", label="学籍部门统一领取"),
+        ],
+        fee_fen=3500,
+        service_items=[
+            ServiceItem(name=n)
+            for n in (
+                "图像采集",
+                "照片标准化",
+                "人工审核",
+                "照片冲印",
+                "上传学信网",
+                "邮寄",
+                "人像比对",
+                "人证核验",
+            )
+        ],
+        allow_onsite_attendees=False,
+        onsite_extra_fee_fen=2000,
+    )
+
+
+class Schools:
+    def __init__(self, database: Database) -> None:
+        self.collection = database.db["schools"]
+
+    async def get(self, school_code: str) -> SchoolConfig | None:
+        doc = await self.collection.find_one({"_id": school_code})
+        if doc is None:
+            return None
+        doc.pop("_id")
+        return SchoolConfig.model_validate(doc)
+
+    async def put(self, config: SchoolConfig) -> None:
+        doc = {"_id": config.school_code, **config.model_dump()}
+        await self.collection.replace_one({"_id": config.school_code}, doc, upsert=True)

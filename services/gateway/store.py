@@ -1,0 +1,176 @@
+"""Persistence of the gateway's aggregates: applications (with their outbox), users, bindings, sessions.
+
+Every change to an application is a read, a pure decision, and one conditional write guarded by
+the document's `version`: concurrent requests (twenty parallel uploads, a payment notification
+racing the reconciliation task) cannot both win. Top-level fields are replaced whole, never written
+through dotted paths (see docs/architecture.md, nx-27017).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from pymongo import IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from shared.db import Database, Document
+from shared.events import Envelope, utcnow
+from shared.outbox import PENDING_FIELD, stage, with_outbox
+
+INDEXES = {
+    "applications": [
+        IndexModel([("code.scan_id", 1)]),
+        IndexModel([("student_id", 1)]),
+        IndexModel([("order.out_trade_no", 1)]),
+        IndexModel([("state", 1), ("updated_at", 1)]),
+        IndexModel([(PENDING_FIELD, 1)]),
+    ],
+    "users": [IndexModel([("student_id", 1)])],
+    "sessions": [IndexModel([("expires_at", 1)], expireAfterSeconds=0), IndexModel([("openid", 1)])],
+    "schools": [],
+    "students": [IndexModel([("school_code", 1), ("class_name", 1)])],
+    "payment_notifications": [IndexModel([("received_at", 1)])],
+}
+
+
+class ConcurrentUpdate(Exception):
+    """The application kept changing under us; the caller may retry the request."""
+
+
+@dataclass
+class Change:
+    """What a decision returns: top-level fields to set (and unset), and the events they cause."""
+
+    set: dict[str, Any] = field(default_factory=dict)
+    unset: Sequence[str] = ()
+    events: Sequence[Envelope] = ()
+
+
+Decide = Callable[[Document], Change | Awaitable[Change]]
+
+
+class Applications:
+    def __init__(self, database: Database, wake_relay: Callable[[], None]) -> None:
+        self.collection = database.db["applications"]
+        self._wake = wake_relay
+
+    async def get(self, application_id: str) -> Document | None:
+        return await self.collection.find_one({"_id": application_id}, {"outbox": 0})
+
+    async def create(self, document: Document, *events: Envelope) -> None:
+        now = utcnow()
+        await self.collection.insert_one(
+            with_outbox({"version": 1, "created_at": now, "updated_at": now, **document}, *events)
+        )
+        if events:
+            self._wake()
+
+    async def mutate(self, application_id: str, decide: Decide, *, attempts: int = 8) -> Document:
+        """Apply `decide(current)` atomically; returns the document as written. Retries on a lost race."""
+        for _ in range(attempts):
+            current = await self.get(application_id)
+            if current is None:
+                raise LookupError(application_id)
+            result = decide(current)
+            change = await result if isinstance(result, Awaitable) else result
+            fields = {**change.set, "updated_at": utcnow()}
+            update: dict[str, Any] = {"$set": fields, "$inc": {"version": 1}}
+            if change.unset:
+                update["$unset"] = {name: "" for name in change.unset}
+            written = await self.collection.update_one(
+                {"_id": application_id, "version": current["version"]}, stage(update, *change.events)
+            )
+            if written.modified_count == 1:
+                if change.events:
+                    self._wake()
+                after = {**current, **fields, "version": current["version"] + 1}
+                for name in change.unset:
+                    after.pop(name, None)
+                return after
+        raise ConcurrentUpdate(application_id)
+
+
+class Sessions:
+    """The gateway's own session tokens: random, stored hashed, expiring (TTL index)."""
+
+    def __init__(self, database: Database, ttl: timedelta) -> None:
+        self.collection = database.db["sessions"]
+        self._ttl = ttl
+
+    @staticmethod
+    def _hash(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    async def create(self, openid: str) -> tuple[str, datetime]:
+        token = secrets.token_urlsafe(32)
+        now = utcnow()
+        expires = now + self._ttl
+        await self.collection.insert_one(
+            {"_id": self._hash(token), "openid": openid, "created_at": now, "expires_at": expires}
+        )
+        return token, expires
+
+    async def resolve(self, token: str) -> str | None:
+        """The openid of a live session, or None."""
+        if not token or len(token) > 128:
+            return None
+        doc = await self.collection.find_one({"_id": self._hash(token)})
+        if doc is None or doc["expires_at"] <= utcnow():
+            return None
+        return str(doc["openid"])
+
+    async def revoke_all(self, openid: str) -> None:
+        await self.collection.delete_many({"openid": openid})
+
+
+class Users:
+    """WeChat accounts (`users`, keyed by openid) and which student each acts for (`bindings`)."""
+
+    def __init__(self, database: Database) -> None:
+        self.users = database.db["users"]
+        self.bindings = database.db["bindings"]
+
+    async def get(self, openid: str) -> Document | None:
+        return await self.users.find_one({"_id": openid})
+
+    async def touch(self, openid: str) -> Document:
+        now = utcnow()
+        await self.users.update_one(
+            {"_id": openid},
+            {"$setOnInsert": {"created_at": now}, "$set": {"last_login_at": now}},
+            upsert=True,
+        )
+        user = await self.get(openid)
+        assert user is not None
+        return user
+
+    async def set_fields(self, openid: str, **fields: Any) -> None:
+        await self.users.update_one({"_id": openid}, {"$set": fields})
+
+    async def bind(self, openid: str, student_id: str) -> str | None:
+        """Bind the account to the student; returns None, or why not (a stable reason code)."""
+        user = await self.get(openid)
+        if user and user.get("student_id") not in (None, student_id):
+            return "account_bound_to_other_student"
+        try:
+            await self.bindings.insert_one({"_id": student_id, "openid": openid, "bound_at": utcnow()})
+        except DuplicateKeyError:
+            existing = await self.bindings.find_one({"_id": student_id})
+            if existing is not None and existing["openid"] != openid:
+                return "student_bound_elsewhere"
+        await self.users.update_one({"_id": openid}, {"$set": {"student_id": student_id}})
+        return None
+
+    async def unbind(self, openid: str) -> str | None:
+        """Release the account's student (我的 → 解除绑定); returns the student id it had."""
+        user = await self.get(openid)
+        student_id = user.get("student_id") if user else None
+        if student_id:
+            await self.bindings.delete_one({"_id": student_id, "openid": openid})
+        await self.users.update_one({"_id": openid}, {"$unset": {"student_id": "", "application_id": ""}})
+        return student_id
