@@ -7,6 +7,7 @@ nothing consumes match.scored.v1 here, so the results wait in the gateway's queu
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -21,7 +22,9 @@ from services.matching.handlers import INDEXES, MatchingHandlers
 from shared.bus import HANDLED
 from shared.events import Envelope, PhotoConfirmed, derived_id, make_event
 from shared.runtime import Runtime
+from tests.conftest import free_port
 from tests.support import matching_faces as faces
+from tests.support.processes import ServiceProcess
 from tests.support.system import settings_from
 
 pytestmark = pytest.mark.slow
@@ -217,3 +220,23 @@ async def test_bad_admission_photos_go_to_the_registrar_with_a_reason(env, amqp_
         assert doc is not None
         assert doc["status"] == "failed" and doc["score"] is None
         assert doc["faces_found"] == {"photo": 1, "admission_photo": 2}
+
+
+async def test_the_worker_process_is_ready_only_with_its_models_and_drains_on_sigterm(env, subprocess_env):
+    port = free_port()
+    worker = await ServiceProcess("services.matching", {**subprocess_env, "HTTP_PORT": str(port)}).start()
+    try:
+        ready = await worker.wait_for_log("matching ready", timeout=60)
+        assert ready["engine"] == "dlib" and ready["model"] == "dlib_face_recognition_resnet_model_v1"
+        assert ready["pass_threshold"] == pytest.approx(0.6)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                body = await resp.json()
+                assert resp.status == 200, body
+                assert body["checks"] == {"database": True, "broker": True, "consuming": True}
+            async with http.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                assert (await resp.json())["service"] == "matching"
+        worker.signal(signal.SIGTERM)
+        assert await worker.wait() == 0
+    finally:
+        await worker.stop()
