@@ -31,6 +31,11 @@ class AdmissionPhotoCheck:
     engine: str
     ms: float
 
+    @property
+    def code(self) -> Problem | None:
+        """The same as `reason` (the name the roster import reads)."""
+        return self.reason
+
 
 @functools.cache
 def _default_settings() -> MatchingSettings:

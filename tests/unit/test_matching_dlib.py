@@ -107,7 +107,7 @@ def test_bad_photos_get_stable_codes(
     as_admission = compare_photos(engine, good, data, pass_mark=80, rules=RULES)
     assert as_admission.reason == f"admission_photo_{code}", label
     check = check_admission_photo(data)
-    assert (check.ok, check.reason, check.faces_found) == (False, code, faces_found), label
+    assert (check.ok, check.reason, check.code, check.faces_found) == (False, code, code, faces_found), label
     assert check.message, label  # Chinese, for the operator who imports the roster
 
 
