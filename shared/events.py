@@ -185,12 +185,36 @@ class PhotoSubmitted(EventData):
 
 
 class QualityMeasure(BaseModel):
+    """One quality measure of the CHSI photo standard (services/imaging/quality.py, docs/imaging.md)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
-    code: str
+    # The measure, e.g. `eyes_open`; stable.
+    code: str = Field(max_length=64)
+    # Its raw value in the measure's unit (None where the photo gave nothing to measure).
     raw: float | None
     score: float = Field(ge=0, le=100)
     passed: bool
-    reason: str | None = None
+    # When failed: the stable reason code, e.g. `eyes_closed`, and the Chinese text for the student.
+    reason: str | None = Field(default=None, max_length=64)
+    message: str | None = Field(default=None, max_length=200)
+    # The configured threshold, readable by an operator (">= 0.14", "50-110 px").
+    threshold: str | None = Field(default=None, max_length=64)
+
+
+class PhotoGeometry(BaseModel):
+    """Where the head landed on the standardised 480×640 photo, and how it was encoded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    width_px: int
+    height_px: int
+    head_top_px: float
+    eye_line_px: float
+    face_width_px: float
+    roll_corrected_deg: float
+    scale: float
+    jpeg_quality: int = Field(ge=1, le=100)
+    bytes: int = Field(ge=0)
+    dpi: int
 
 
 class PhotoStandardized(EventData):
@@ -198,13 +222,18 @@ class PhotoStandardized(EventData):
     photo_id: str = Str64
     standardized_blob_id: str = Str64
     measures: list[QualityMeasure]
+    geometry: PhotoGeometry | None = None
 
 
 class PhotoRejected(EventData):
     event_type: ClassVar[str] = "photo.rejected.v1"
     photo_id: str = Str64
     measures: list[QualityMeasure]
+    # Stable reason codes, most fundamental first (docs/imaging.md lists them all).
     reasons: list[str]
+    # The Chinese text for each reason, same order: shown to the student verbatim.
+    messages: list[str] = Field(default_factory=list)
+    geometry: PhotoGeometry | None = None
 
 
 class PhotoConfirmed(EventData):

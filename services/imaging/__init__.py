@@ -1,1 +1,1 @@
-"""Imaging worker: quality check and CHSI standardisation (built in its own issue; not runnable yet)."""
+"""Imaging worker: quality check of student photos and standardisation to the CHSI photo standard."""

@@ -1,0 +1,203 @@
+"""Event handler: `photo.submitted.v1` → quality check and standardisation → `photo.standardized.v1` /
+`photo.rejected.v1`.
+
+At-least-once: the outcome is stored in `photos` under the photo id before the result is returned for
+publishing, so a redelivered submission (worker killed, broker lost) republishes the stored outcome
+under the same event id instead of judging the photo twice. A standardised JPEG left in GridFS by an
+attempt that died before storing its outcome is deleted before the next attempt writes its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from pymongo import IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from services.imaging.config import ImagingSettings
+from services.imaging.messages import rejection_message
+from services.imaging.pipeline import Limits, Report, check_photo
+from services.imaging.preprocess import ModelPool
+from services.imaging.quality import Measure
+from shared.blobs import BlobNotFound, BlobStore
+from shared.bus import Subscription
+from shared.db import Database, Document
+from shared.events import (
+    Envelope,
+    EventData,
+    PhotoGeometry,
+    PhotoRejected,
+    PhotoStandardized,
+    PhotoSubmitted,
+    QualityMeasure,
+    derived_id,
+    make_event,
+    utcnow,
+)
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+INDEXES = {
+    "photos": [
+        IndexModel([("application_id", 1), ("decided_at", -1)]),
+        IndexModel([("student_id", 1), ("decided_at", -1)]),
+        IndexModel([("submitted_event_id", 1)], unique=True),
+    ],
+    # Standardised photos are found by photo id to clean up after an attempt that died mid-way.
+    "blobs.files": [IndexModel([("metadata.photo_id", 1)])],
+}
+
+STANDARDIZED_KIND = "standardized_photo"
+
+
+def measure_event(measure: Measure) -> QualityMeasure:
+    """A measure as it travels in events and is stored, with the student's text when it failed."""
+    return QualityMeasure(
+        code=measure.code,
+        raw=measure.raw,
+        score=measure.score,
+        passed=measure.passed,
+        reason=measure.reason,
+        message=rejection_message(measure.reason) if measure.reason else None,
+        threshold=measure.threshold,
+    )
+
+
+class ImagingHandlers:
+    def __init__(
+        self, database: Database, blobs: BlobStore, settings: ImagingSettings, pool: ModelPool
+    ) -> None:
+        self._photos = database.db["photos"]
+        self._blob_files = database.db["blobs.files"]
+        self._blobs = blobs
+        self._settings = settings
+        self._pool = pool
+        self._limits = Limits(
+            max_bytes=settings.imaging_max_image_bytes,
+            max_pixels=settings.imaging_max_pixels,
+            min_side=settings.imaging_min_side_px,
+        )
+        # One photo per model set at a time; more would queue on the pool inside threads.
+        self._slots = asyncio.Semaphore(pool.size)
+
+    def subscription(self) -> Subscription:
+        sub = Subscription("imaging")
+        sub.on(PhotoSubmitted.event_type)(self.on_photo_submitted)
+        return sub
+
+    async def on_photo_submitted(self, envelope: Envelope, payload: EventData) -> list[Envelope]:
+        assert isinstance(payload, PhotoSubmitted)
+        stored = await self._photos.find_one({"_id": payload.photo_id})
+        if stored is None:
+            log.info("photo check started", photo_id=payload.photo_id, source=payload.source)
+            await self._remove_orphans(payload.photo_id)
+            report, blob_id = await self._decide(payload)
+            stored = _document(envelope, payload, report, blob_id)
+            try:
+                await self._photos.insert_one(stored)
+            except DuplicateKeyError:
+                # A concurrent delivery stored its outcome first: publish that one, drop our JPEG.
+                if blob_id is not None:
+                    with contextlib.suppress(BlobNotFound):
+                        await self._blobs.delete(blob_id)
+                found = await self._photos.find_one({"_id": payload.photo_id})
+                assert found is not None
+                stored = found
+            log.info(
+                "photo check decided",
+                photo_id=payload.photo_id,
+                status=stored["status"],
+                reasons=stored["reasons"],
+                ms=stored["ms"],
+            )
+        else:
+            log.info("photo already decided, republishing", photo_id=payload.photo_id)
+        return [_result_event(envelope, stored)]
+
+    async def _decide(self, submitted: PhotoSubmitted) -> tuple[Report, str | None]:
+        try:
+            data = await self._blobs.get(submitted.raw_blob_id)
+        except BlobNotFound:
+            return Report(ok=False, error="image_missing"), None
+        async with self._slots:
+            # CPU-bound (~0.1-0.3 s): off the event loop, so heartbeats and other messages keep flowing.
+            report = await asyncio.to_thread(self._check, data, submitted.source)
+        blob_id = None
+        if report.ok and report.jpeg is not None:
+            blob_id = await self._blobs.put(
+                report.jpeg,
+                filename=f"{submitted.photo_id}.jpg",
+                content_type="image/jpeg",
+                photo_id=submitted.photo_id,
+                student_id=submitted.student_id,
+                kind=STANDARDIZED_KIND,
+            )
+        return report, blob_id
+
+    def _check(self, data: bytes, source: Any) -> Report:
+        with self._pool.borrow() as models:
+            return check_photo(
+                data, models, standard=self._settings.standard, source=source, limits=self._limits
+            )
+
+    async def _remove_orphans(self, photo_id: str) -> None:
+        """Delete standardised JPEGs of this photo left by an attempt that died before deciding."""
+        async for orphan in self._blob_files.find({"metadata.photo_id": photo_id}, {"metadata": 1}):
+            if (orphan.get("metadata") or {}).get("kind") == STANDARDIZED_KIND:
+                with contextlib.suppress(BlobNotFound):
+                    await self._blobs.delete(str(orphan["_id"]))
+                log.info("orphaned standardised photo removed", photo_id=photo_id)
+
+
+def _document(envelope: Envelope, submitted: PhotoSubmitted, report: Report, blob_id: str | None) -> Document:
+    reasons = report.reasons
+    doc: dict[str, Any] = {
+        "_id": submitted.photo_id,
+        "submitted_event_id": envelope.id,
+        "application_id": envelope.application_id,
+        "student_id": submitted.student_id,
+        "source": submitted.source,
+        "standardisation_number": submitted.standardisation_number,
+        "raw_blob_id": submitted.raw_blob_id,
+        "status": "standardized" if blob_id is not None else "rejected",
+        "standardized_blob_id": blob_id,
+        "reasons": reasons,
+        "messages": [rejection_message(r) for r in reasons],
+        "measures": [measure_event(m).model_dump() for m in report.measures],
+        "geometry": report.geometry,
+        "ms": round(report.ms, 1),
+        "decided_at": utcnow(),
+        # The result event id is fixed here, so a republish after a crash carries the same id.
+        "result_event_id": derived_id("imaging", envelope.id),
+    }
+    return doc
+
+
+def _result_event(envelope: Envelope, stored: Document) -> Envelope:
+    measures = [QualityMeasure.model_validate(m) for m in stored["measures"]]
+    geometry = PhotoGeometry.model_validate(stored["geometry"]) if stored.get("geometry") else None
+    data: EventData
+    if stored["status"] == "standardized":
+        data = PhotoStandardized(
+            photo_id=stored["_id"],
+            standardized_blob_id=stored["standardized_blob_id"],
+            measures=measures,
+            geometry=geometry,
+        )
+    else:
+        data = PhotoRejected(
+            photo_id=stored["_id"],
+            measures=measures,
+            reasons=stored["reasons"],
+            messages=stored["messages"],
+            geometry=geometry,
+        )
+    return make_event(
+        data,
+        application_id=envelope.application_id,
+        event_id=stored["result_event_id"],
+        trace=envelope.trace,
+    )

@@ -1,0 +1,153 @@
+"""The imaging worker through the real broker and database: photo.submitted.v1 in, one outcome out."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aio_pika
+import pytest
+from bson import ObjectId
+
+from services.imaging.config import ImagingSettings
+from services.imaging.handlers import INDEXES, STANDARDIZED_KIND, ImagingHandlers
+from services.imaging.preprocess import ModelPool
+from shared.events import Envelope, PhotoSubmitted, derived_id, make_event, new_id
+from shared.runtime import Runtime
+from tests.support import faces
+from tests.unit.test_imaging_standardize import remeasure
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pool() -> ModelPool:
+    return ModelPool(1)
+
+
+@pytest.fixture
+async def worker(env: dict[str, str], pool: ModelPool) -> AsyncIterator[tuple[Runtime, ImagingHandlers]]:
+    settings = ImagingSettings.model_validate(
+        {**{k.lower(): v for k, v in env.items()}, "service_name": "imaging", "bus_prefetch": 1}
+    )
+    runtime = Runtime(settings, indexes=[INDEXES])
+    await runtime.start()
+    handlers = ImagingHandlers(runtime.database, runtime.blobs, settings, pool)
+    await runtime.consume(handlers.subscription())
+    try:
+        yield runtime, handlers
+    finally:
+        await runtime.shutdown()
+
+
+@pytest.fixture
+async def gateway_queue(env: dict[str, str]) -> AsyncIterator[aio_pika.abc.AbstractQueue]:
+    """The gateway's queue, read directly: the result events the gateway would apply."""
+    connection = await aio_pika.connect_robust(env["AMQP_URL"])
+    channel = await connection.channel()
+    queue = await channel.declare_queue("gateway", durable=True, arguments={"x-queue-type": "quorum"})
+    yield queue
+    await connection.close()
+
+
+async def next_result(queue: aio_pika.abc.AbstractQueue, timeout: float = 30.0) -> Envelope:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        message = await queue.get(no_ack=True, fail=False)
+        if message is not None:
+            return Envelope.from_bytes(message.body)
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("no result event")
+        await asyncio.sleep(0.05)
+
+
+async def count_blobs(db: Any, query: dict[str, Any]) -> int:
+    # nx-27017 cannot aggregate (count_documents) over GridFS's files collection; a find can.
+    return len(await db["blobs.files"].find(query, {"_id": 1}).to_list())
+
+
+async def submit(
+    runtime: Runtime, photo: bytes, *, source: str = "camera", photo_id: str | None = None
+) -> Envelope:
+    raw_blob_id = await runtime.blobs.put(photo, filename="raw.jpg", content_type="image/jpeg")
+    data = PhotoSubmitted(
+        photo_id=photo_id or new_id(),
+        student_id="stu-1",
+        raw_blob_id=raw_blob_id,
+        source=source,
+        standardisation_number=1,
+    )
+    envelope = make_event(data, application_id=new_id())
+    await runtime.bus.publish(envelope)
+    return envelope
+
+
+async def test_a_good_photo_is_standardised_stored_and_announced_once(worker, gateway_queue) -> None:
+    runtime, handlers = worker
+    db = runtime.database.db
+    photo_id = new_id()
+    # A standardised JPEG left by an earlier attempt that died before deciding: removed, not kept.
+    orphan = await runtime.blobs.put(b"\xff\xd8old", filename="x.jpg", content_type="image/jpeg",
+                                     photo_id=photo_id, kind=STANDARDIZED_KIND)  # fmt: skip
+    envelope = await submit(runtime, faces.jpeg(faces.hopper()), photo_id=photo_id)
+    result = await next_result(gateway_queue)
+    assert result.type == "photo.standardized.v1"
+    assert result.id == derived_id("imaging", envelope.id)
+    assert result.application_id == envelope.application_id
+    data: dict[str, Any] = result.data
+    assert data["photo_id"] == photo_id and data["geometry"]["bytes"] > 0
+    assert all(m["passed"] for m in data["measures"])
+
+    stored = await db["photos"].find_one({"_id": photo_id})
+    assert stored is not None and stored["status"] == "standardized" and stored["reasons"] == []
+    assert stored["standardized_blob_id"] == data["standardized_blob_id"]
+    assert len(stored["measures"]) == len(data["measures"]) and stored["result_event_id"] == result.id
+    jpeg = await runtime.blobs.get(data["standardized_blob_id"])
+    measured = remeasure(handlers._pool._all[0], jpeg)
+    assert 50 <= measured["head_top"] <= 110 and 200 <= measured["eye_line"] <= 300
+    assert 180 <= measured["face_width"] <= 300
+    assert await db["blobs.files"].find_one({"_id": ObjectId(orphan)}) is None
+
+    # The broker redelivers the same event (same id): one outcome, nothing new published or stored.
+    await runtime.bus.publish(envelope)
+    await asyncio.sleep(1.0)
+    assert await gateway_queue.get(no_ack=True, fail=False) is None
+    assert await db["photos"].count_documents({"_id": photo_id}) == 1
+    assert await count_blobs(db, {"metadata.photo_id": photo_id}) == 1
+
+    # A redelivery after a crash between storing and acking republishes the stored outcome, same id.
+    again = await handlers.on_photo_submitted(envelope, envelope.payload())
+    assert [e.id for e in again] == [result.id] and again[0].data == result.data
+    assert await count_blobs(db, {"metadata.photo_id": photo_id}) == 1
+    claim = await db["processed_events"].find_one({"_id": f"imaging:{envelope.id}"})
+    assert claim is not None and claim["state"] == "done"
+
+
+async def test_a_bad_photo_is_rejected_with_codes_and_chinese_messages(worker, gateway_queue) -> None:
+    runtime, _ = worker
+    envelope = await submit(runtime, faces.jpeg(faces.blurred(faces.hopper())))
+    result = await next_result(gateway_queue)
+    assert result.type == "photo.rejected.v1" and result.id == derived_id("imaging", envelope.id)
+    assert result.data["reasons"] == ["blurry"] and "模糊" in result.data["messages"][0]
+    failed = [m for m in result.data["measures"] if not m["passed"]]
+    assert failed[0]["code"] == "sharpness" and failed[0]["reason"] == "blurry" and failed[0]["message"]
+    stored = await runtime.database.db["photos"].find_one({"_id": envelope.data["photo_id"]})
+    assert stored is not None and stored["status"] == "rejected" and stored["standardized_blob_id"] is None
+    # A rejected photo leaves no standardised JPEG behind.
+    assert await count_blobs(runtime.database.db, {"metadata.kind": STANDARDIZED_KIND}) == 0
+
+
+async def test_unreadable_and_missing_photos_are_rejected_not_retried(worker, gateway_queue) -> None:
+    runtime, _ = worker
+    await submit(runtime, b"this is not a photo")
+    result = await next_result(gateway_queue)
+    assert result.data["reasons"] == ["not_an_image"] and result.data["measures"] == []
+    data = PhotoSubmitted(
+        photo_id=new_id(), student_id="s", raw_blob_id="0" * 24, source="album", standardisation_number=2
+    )
+    await runtime.bus.publish(make_event(data, application_id=new_id()))
+    result = await next_result(gateway_queue)
+    assert result.data["reasons"] == ["image_missing"]
+    assert json.dumps(result.data, ensure_ascii=False).count("照片已失效") == 1

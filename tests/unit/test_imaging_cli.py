@@ -1,0 +1,73 @@
+"""The imaging CLI: JSON report, written JPEG, exit codes, print sheets."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+from tests.conftest import ROOT
+from tests.support import faces
+
+
+def cli(*args: str) -> tuple[int, list[dict]]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.imaging.cli", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def test_standardize_writes_the_jpeg_and_reports(tmp_path: Path) -> None:
+    source, target = tmp_path / "in.jpg", tmp_path / "out.jpg"
+    source.write_bytes(faces.jpeg(faces.hopper()))
+    code, [report] = cli("standardize", str(source), str(target))
+    assert code == 0 and report["ok"] is True and report["error"] is None
+    assert report["bytes"] == target.stat().st_size and Image.open(target).size == (480, 640)
+    assert set(report["geometry"]) >= {"head_top_px", "eye_line_px", "face_width_px"}
+    check = report["checks"][0]
+    assert set(check) >= {"name", "passed", "value", "score", "code"} and check["code"] == "ok"
+    assert report["ms"] > 0
+
+
+def test_failed_checks_still_exit_zero_with_codes(tmp_path: Path) -> None:
+    source = tmp_path / "blurred.jpg"
+    source.write_bytes(faces.jpeg(faces.blurred(faces.hopper())))
+    code, [report] = cli("check", str(source))
+    assert code == 0 and report["ok"] is False and report["reasons"] == ["blurry"]
+    failed = [c for c in report["checks"] if not c["passed"]]
+    assert [c["code"] for c in failed] == ["blurry"] and "模糊" in failed[0]["message"]
+
+
+def test_unusable_files_exit_one(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not a photo")
+    code, [report] = cli("check", str(text))
+    assert code == 1 and report["error"] == "not_an_image"
+    code, [report] = cli("check", str(tmp_path / "missing.jpg"))
+    assert code == 1 and report["error"] == "unreadable_file"
+
+
+def test_print_sheet(tmp_path: Path) -> None:
+    source, photo, sheet = tmp_path / "in.jpg", tmp_path / "photo.jpg", tmp_path / "sheet.jpg"
+    source.write_bytes(faces.jpeg(faces.hopper()))
+    assert cli("standardize", str(source), str(photo))[0] == 0
+    code, [result] = cli(
+        "print-sheet", str(photo), str(sheet), "--name", "赵小明", "--student-number", "2020123456"
+    )
+    assert code == 0 and result["ok"]
+    image = Image.open(sheet)
+    assert image.size in ((1800, 1200), (1200, 1800)) and image.info.get("dpi") == (300, 300)
+
+
+def test_print_layout_fits_the_common_sizes() -> None:
+    from services.imaging.print_sheet import PRINT_SIZES, layout
+
+    assert layout(PRINT_SIZES["2寸"]).columns * layout(PRINT_SIZES["2寸"]).rows == 8
+    assert layout(PRINT_SIZES["1寸"]).columns * layout(PRINT_SIZES["1寸"]).rows >= 9

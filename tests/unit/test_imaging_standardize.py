@@ -1,0 +1,173 @@
+"""The written JPEG meets the standard to the letter, measured again on the file, not from the report."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.imaging.config import PhotoStandard
+from services.imaging.load import open_photo
+from services.imaging.pipeline import Report, check_photo
+from services.imaging.preprocess import (
+    FACE_EDGE_LEFT,
+    FACE_EDGE_RIGHT,
+    IRIS_LEFT,
+    IRIS_RIGHT,
+    FaceModels,
+    ModelPool,
+    analyse,
+)
+from services.imaging.standardize import encode_jpeg, place, recolour, render
+from tests.support import faces
+
+STANDARD = PhotoStandard()
+BLUE = np.array(STANDARD.background_rgb, np.float32)
+# libjpeg's base luminance quantisation table (ITU T.81 Annex K), in zig-zag order as Pillow reports it.
+_BASE = [16, 11, 12, 14, 12, 10, 16, 14, 13, 14, 18, 17, 16, 19, 24, 40, 26, 24, 22, 22, 24, 49, 35, 37, 29, 40,
+         58, 51, 61, 60, 57, 51, 56, 55, 64, 72, 92, 78, 64, 68, 87, 69, 55, 56, 80, 109, 81, 87, 95, 98, 103, 104,
+         103, 62, 77, 113, 121, 112, 100, 120, 92, 101, 103, 99]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def models() -> Iterator[FaceModels]:
+    pool = ModelPool(1)
+    with pool.borrow() as m:
+        yield m
+    pool.close()
+
+
+def estimate_quality(jpeg: bytes) -> int:
+    """The IJG quality whose luminance table matches the file's best (what `quality` the encoder used)."""
+    table = list(Image.open(io.BytesIO(jpeg)).quantization[0])
+    best, best_err = 0, float("inf")
+    for q in range(1, 101):
+        scale = 5000 / q if q < 50 else 200 - 2 * q
+        expected = [min(255, max(1, (b * scale + 50) // 100)) for b in _BASE]
+        err = sum(abs(a - b) for a, b in zip(sorted(table), sorted(expected), strict=True))
+        if err < best_err:
+            best, best_err = q, err
+    return best
+
+
+def remeasure(models: FaceModels, jpeg: bytes) -> dict[str, float]:
+    """Detect the face again on the written file and measure the standard's geometry from scratch."""
+    photo = open_photo(jpeg, max_bytes=1 << 24, max_pixels=10**8, min_side=16)
+    analysis = analyse(photo, models, min_confidence=0.5, second_face_min_ratio=0.35)
+    assert analysis.landmarks is not None, "no face found again in the written photo"
+    p = analysis.landmarks
+    rgb = photo.rgb.astype(np.float32)
+    # Head top: the first row, over the middle of the face, that is not the background colour.
+    x0, x1 = int(p[FACE_EDGE_LEFT, 0]), int(p[FACE_EDGE_RIGHT, 0])
+    centre, half = (x0 + x1) // 2, (x1 - x0) // 5
+    band = rgb[:, centre - half : centre + half]
+    differs = (np.abs(band - BLUE).max(axis=2) > 40).mean(axis=1) > 0.3
+    return {
+        "head_top": float(np.argmax(differs)),
+        "eye_line": float((p[IRIS_LEFT, 1] + p[IRIS_RIGHT, 1]) / 2),
+        "face_width": float(p[FACE_EDGE_RIGHT, 0] - p[FACE_EDGE_LEFT, 0]),
+        "centre": float((p[FACE_EDGE_RIGHT, 0] + p[FACE_EDGE_LEFT, 0]) / 2),
+        "roll": float(
+            np.degrees(np.arctan2(p[IRIS_RIGHT, 1] - p[IRIS_LEFT, 1], p[IRIS_RIGHT, 0] - p[IRIS_LEFT, 0]))
+        ),
+    }
+
+
+def standardised(models: FaceModels, img: np.ndarray) -> Report:
+    report = check_photo(faces.jpeg(img), models, standard=STANDARD)
+    assert report.ok and report.jpeg is not None, report.reasons
+    return report
+
+
+@pytest.mark.parametrize(
+    "photo",
+    [
+        faces.hopper,
+        lambda: faces.rotated(faces.hopper(), 15),
+        lambda: faces.rotated(faces.hopper(), -10),
+        lambda: np.ascontiguousarray(faces.hopper()[:, ::-1]),
+        lambda: cv2.copyMakeBorder(faces.hopper(), 300, 200, 400, 400, cv2.BORDER_REPLICATE),
+    ],
+    ids=["hopper", "rotated+15", "rotated-10", "mirrored", "small-in-large-frame"],
+)
+def test_written_jpeg_meets_the_standard(models: FaceModels, photo) -> None:
+    report = standardised(models, photo())
+    jpeg = report.jpeg
+    assert jpeg is not None
+    image = Image.open(io.BytesIO(jpeg))
+    assert image.format == "JPEG" and image.size == (480, 640) and image.mode == "RGB"  # 24-bit colour
+    assert image.info.get("dpi") == (300, 300)
+    assert estimate_quality(jpeg) >= 60
+    assert 20 * 1024 <= len(jpeg) <= 40 * 1024
+    # No padding: the file ends at its end-of-image marker.
+    assert jpeg.endswith(b"\xff\xd9") and jpeg.count(b"\xff\xd9") >= 1
+    measured = remeasure(models, jpeg)
+    assert 50 <= measured["head_top"] <= 110, measured
+    assert 200 <= measured["eye_line"] <= 300, measured
+    assert 180 <= measured["face_width"] <= 300, measured
+    assert abs(measured["roll"]) < 2.0, measured
+    assert abs(measured["centre"] - 240) <= 12, measured
+    rgb = np.asarray(image, np.float32)
+    # The background is the reference blue and uniform (JPEG noise only), in all four top corners.
+    for corner in (rgb[5:40, 5:40], rgb[5:40, -40:-5]):
+        assert np.abs(corner.mean(axis=(0, 1)) - BLUE).max() < 3, corner.mean(axis=(0, 1))
+        assert corner.std(axis=(0, 1)).max() < 3
+
+
+def test_geometry_in_the_report_agrees_with_the_file(models: FaceModels) -> None:
+    report = standardised(models, faces.hopper())
+    assert report.geometry is not None and report.jpeg is not None
+    measured = remeasure(models, report.jpeg)
+    assert abs(measured["eye_line"] - report.geometry["eye_line_px"]) < 4
+    assert abs(measured["face_width"] - report.geometry["face_width_px"]) < 6
+    assert abs(measured["head_top"] - report.geometry["head_top_px"]) < 8
+    assert report.geometry["bytes"] == len(report.jpeg)
+
+
+def _ring(alpha: np.ndarray) -> np.ndarray:
+    person = (alpha > 0.5).astype(np.uint8)
+    kernel = np.ones((9, 9), np.uint8)
+    return (cv2.dilate(person, kernel) - cv2.erode(person, kernel)).astype(bool)
+
+
+def test_no_old_background_spills_onto_the_edges(models: FaceModels) -> None:
+    """Shot on a green screen, the edge pixels of the result carry no green."""
+    analysis = faces.hopper_analysis(models)
+    placement = place(analysis, STANDARD)
+    assert placement is not None
+    rendered = render(analysis, placement, STANDARD)
+    green = recolour(rendered.source, rendered.alpha, (20, 200, 40))
+    report = standardised(models, green)
+    assert report.jpeg is not None
+    out = faces.decode(report.jpeg).astype(np.int32)
+    # Find the person's edge on the output again from the colour alone (the background is known).
+    alpha = (np.abs(out - BLUE.astype(np.int32)).max(axis=2) > 30).astype(np.float32)
+    ring = _ring(alpha)
+    spill = (out[..., 1] - np.maximum(out[..., 0], out[..., 2])) > 25
+    assert spill[ring].mean() < 0.03, spill[ring].mean()
+    # A naive cut-and-paste of the same mask keeps the green fringe: the test can see spill.
+    a = rendered.alpha[..., None]
+    naive = (green * a + BLUE * (1 - a)).astype(np.int32)
+    naive_spill = (naive[..., 1] - np.maximum(naive[..., 0], naive[..., 2])) > 25
+    assert naive_spill[_ring(rendered.alpha)].mean() > spill[ring].mean() * 2
+
+
+def test_file_size_is_searched_by_quality_never_padded() -> None:
+    rng = np.random.default_rng(1)
+    smooth = np.full((640, 480, 3), 128, np.uint8)
+    busy = rng.integers(0, 256, (640, 480, 3), dtype=np.uint8)
+    smooth_jpeg, smooth_q = encode_jpeg(smooth, STANDARD)
+    assert smooth_q == STANDARD.jpeg_max_quality and len(smooth_jpeg) < 20 * 1024  # honest: no padding
+    busy_jpeg, busy_q = encode_jpeg(busy, STANDARD)
+    assert busy_q == STANDARD.jpeg_min_quality  # noise cannot fit 40 KB even at the minimum quality
+    photo = faces.decode(faces.jpeg(faces.hopper()))
+    photo_jpeg, q = encode_jpeg(cv2.resize(photo, (480, 640)), STANDARD)
+    assert 60 <= q <= 100 and len(photo_jpeg) <= 40 * 1024
+    bigger, _ = encode_jpeg(
+        cv2.resize(photo, (480, 640)), STANDARD.model_copy(update={"jpeg_min_quality": min(100, q + 1)})
+    )
+    assert len(bigger) > 40 * 1024 or q == 100  # q is the highest that fits
