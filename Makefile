@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Every pin of [tool.gradphoto.no-deps] in pyproject.toml, for `pip install --no-deps` (see $(STAMP)).
 NO_DEPS_PINS := import tomllib; t = tomllib.load(open("pyproject.toml", "rb")); print(" ".join(p for g in t["tool"]["gradphoto"]["no-deps"].values() for p in g))
 
-.PHONY: demo run test lint fmt typecheck pytest bench-codec bench-imaging bench-matching install clean stop help
+.PHONY: bench-gateway demo run test lint fmt typecheck pytest bench-codec bench-imaging bench-matching install clean stop help
 
 help:
 	@echo "make run          start the gateway, the workers, the embedded database (and RabbitMQ if needed)"
@@ -45,6 +45,10 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench-gateway: $(STAMP)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq wrk >/dev/null; } || { echo "install wrk: sudo apt-get install -y wrk"; exit 1; }
+	$(BIN)/python -m bench.gateway
 
 demo: $(STAMP)
 	$(BIN)/python deploy/local/demo.py

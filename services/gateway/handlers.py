@@ -113,7 +113,6 @@ class GatewayHandlers:
             return False
         owner, continued = application["owner_openid"], others[0]
         await self._applications.mutate(continued, lambda doc: Change(set={"owner_openid": owner}))
-        await self._users.set_fields(owner, application_id=continued)
         await self._applications.mutate(application["_id"], lambda doc: _merged(doc, continued))
         log.info("student continued an earlier application", continued=continued)
         return True
@@ -187,6 +186,8 @@ class GatewayHandlers:
 
 def _merged(doc: Document, continued: str) -> Change:
     code = {**doc["code"], "status": ScanStatus.DECODED, "decided_at": utcnow()}
+    # The account now acts for the continued application; this one keeps its owner only so the
+    # student can still read the scan's result (Applications.owned_by skips merged applications).
     return Change(set={"merged_into": continued, "code": code})
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ INDEXES = {
     "applications": [
         IndexModel([("code.scan_id", 1)]),
         IndexModel([("student_id", 1)]),
+        IndexModel([("owner_openid", 1)]),
         IndexModel([("order.out_trade_no", 1)]),
         IndexModel([("state", 1), ("updated_at", 1)]),
         IndexModel([(PENDING_FIELD, 1)]),
@@ -61,6 +63,12 @@ class Applications:
 
     async def get(self, application_id: str) -> Document | None:
         return await self.collection.find_one({"_id": application_id}, {"outbox": 0})
+
+    async def owned_by(self, openid: str) -> Document | None:
+        """The application a WeChat account acts for (one at most: see Users.bind and unbinding)."""
+        return await self.collection.find_one(
+            {"owner_openid": openid, "merged_into": {"$exists": False}}, {"outbox": 0}
+        )
 
     async def create(self, document: Document, *events: Envelope) -> None:
         now = utcnow()
@@ -98,9 +106,13 @@ class Applications:
 class Sessions:
     """The gateway's own session tokens: random, stored hashed, expiring (TTL index)."""
 
-    def __init__(self, database: Database, ttl: timedelta) -> None:
+    def __init__(self, database: Database, ttl: timedelta, *, cache_s: float = 30.0) -> None:
         self.collection = database.db["sessions"]
         self._ttl = ttl
+        # token hash -> (openid, expires_at, cached until): the status endpoint is polled every second
+        # by every student; a session never changes, so a short cache saves a read per request.
+        self._cache: dict[str, tuple[str, datetime, float]] = {}
+        self._cache_s = cache_s
 
     @staticmethod
     def _hash(token: str) -> str:
@@ -119,13 +131,22 @@ class Sessions:
         """The openid of a live session, or None."""
         if not token or len(token) > 128:
             return None
-        doc = await self.collection.find_one({"_id": self._hash(token)})
-        if doc is None or doc["expires_at"] <= utcnow():
+        key = self._hash(token)
+        now = utcnow()
+        cached = self._cache.get(key)
+        if cached is not None and cached[2] > time.monotonic():
+            return cached[0] if cached[1] > now else None
+        doc = await self.collection.find_one({"_id": key})
+        if doc is None:
             return None
-        return str(doc["openid"])
+        if len(self._cache) > 50_000:
+            self._cache.clear()
+        self._cache[key] = (str(doc["openid"]), doc["expires_at"], time.monotonic() + self._cache_s)
+        return str(doc["openid"]) if doc["expires_at"] > now else None
 
     async def revoke_all(self, openid: str) -> None:
         await self.collection.delete_many({"openid": openid})
+        self._cache = {k: v for k, v in self._cache.items() if v[0] != openid}
 
 
 class Users:

@@ -349,6 +349,15 @@ async def test_login_codes_work_once(env):
         assert await system.gateway.database.db["sessions"].count_documents({}) == 1
 
 
+async def test_sessions_expire(env):
+    async with running_system(env, with_codec=False, gateway_session_ttl_hours=1.5 / 3600) as system:
+        student = await system.student("o-expiring")
+        assert (await student.request("GET", "/api/v1/me"))[0] == 200
+        await asyncio.sleep(1.6)
+        status, body = await student.request("GET", "/api/v1/me")
+        assert (status, body["code"]) == (401, "unauthenticated")
+
+
 async def test_one_account_one_student_and_unbinding_carries_the_application_over(env):
     async with running_system(env, roster=[ROSTER_ROW, SECOND_ROW]) as system:
         first = await system.paid_student("o-first")

@@ -36,10 +36,21 @@ def upload(image: bytes) -> aiohttp.FormData:
     return data
 
 
-async def submit(system, image: bytes) -> dict:
-    async with system.http.post(f"{system.base_url}/api/v1/codes", data=upload(image)) as resp:
-        assert resp.status == 202, await resp.text()
-        return await resp.json()
+async def submit(student, image: bytes) -> dict:
+    status, body = await student.request("POST", "/api/v1/codes", data=upload(image))
+    assert status == 202, body
+    return body
+
+
+async def decided(student, scan_id: str, timeout: float = 60) -> dict:
+    """Long-poll the scan (20 s at a time) until the codec decided it."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        status, body = await student.request("GET", f"/api/v1/codes/{scan_id}?wait=20")
+        assert status == 200, body
+        if body["status"] != "pending":
+            return body
+        assert asyncio.get_running_loop().time() < deadline, "scan still pending"
 
 
 async def test_worker_killed_mid_message_is_redelivered_and_recorded_once(env, subprocess_env):
@@ -48,7 +59,8 @@ async def test_worker_killed_mid_message_is_redelivered_and_recorded_once(env, s
         first = await ServiceProcess("services.codec", worker_env).start()
         try:
             await first.wait_for_log("codec ready")
-            body = await submit(system, slow_image())
+            student = await system.student()
+            body = await submit(student, slow_image())
             await first.wait_for_log("code scan started")
             first.signal(signal.SIGKILL)  # mid-message: claimed, nothing decided, nothing acked
             assert await first.wait() == -signal.SIGKILL
@@ -57,10 +69,10 @@ async def test_worker_killed_mid_message_is_redelivered_and_recorded_once(env, s
             second_env = {**worker_env, "HTTP_PORT": str(free_port())}
             second = await ServiceProcess("services.codec", second_env).start()
             try:
-                result = await system.wait_for_scan(body["scan_id"], timeout=60)
+                result = await decided(student, body["scan_id"])
                 assert result["status"] == "rejected" and result["reason"] == "no_code_found"
-                decided = await second.wait_for_log("code scan decided")
-                assert decided["scan_id"] == body["scan_id"]
+                decided_line = await second.wait_for_log("code scan decided")
+                assert decided_line["scan_id"] == body["scan_id"]
             finally:
                 await second.stop()
         finally:
@@ -86,14 +98,15 @@ async def test_probes_metrics_and_graceful_drain_on_sigterm(env, subprocess_env)
                 assert resp.status == 200, body
                 assert body["checks"] == {"database": True, "broker": True, "consuming": True}
 
-            scan = await submit(system, slow_image())
+            student = await system.student()
+            scan = await submit(student, slow_image())
             await worker.wait_for_log("code scan started")
             worker.signal(signal.SIGTERM)  # while the scan is in flight
             drained = await worker.wait_for_log("drained", timeout=30)
             assert drained["complete"] is True
             assert await worker.wait() == 0
             # The in-flight scan was finished and acked before the process left, not abandoned.
-            result = await system.wait_for_scan(scan["scan_id"], timeout=10)
+            result = await decided(student, scan["scan_id"], timeout=10)
             assert result["reason"] == "no_code_found"
             assert any(line.get("event") == "code scan decided" for line in worker.lines)
         finally:
@@ -106,11 +119,9 @@ async def test_metrics_count_handled_messages(env, subprocess_env):
         worker = await ServiceProcess("services.codec", {**subprocess_env, "HTTP_PORT": str(port)}).start()
         try:
             await worker.wait_for_log("codec ready")
-            async with system.http.post(
-                f"{system.base_url}/api/v1/codes", json={**CLAIM, "agreed": True, "qr_text": "https://a.b/c"}
-            ) as resp:
-                scan = await resp.json()
-            await system.wait_for_scan(scan["scan_id"])
+            student = await system.student()
+            _, scan = await student.submit_text("https://a.b/c")
+            await decided(student, scan["scan_id"])
             await asyncio.sleep(0.2)
             async with system.http.get(f"http://127.0.0.1:{port}/metrics") as resp:
                 text = await resp.text()

@@ -7,10 +7,11 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.api.common import caller, json_body
+from services.gateway.api.common import caller, caller_user, find_my_application, json_body
 from services.gateway.api.registry import Api
-from services.gateway.context import FIELD_CIPHER, LIMITERS, SESSIONS, USERS, WECHAT
+from services.gateway.context import APPLICATIONS, FIELD_CIPHER, LIMITERS, SESSIONS, USERS, WECHAT
 from services.gateway.errors import ApiError, json_response
+from services.gateway.store import Change
 from shared.logging import get_logger, mask_phone, mask_student_number
 from shared.wechat.errors import WeChatError
 
@@ -131,11 +132,13 @@ async def authorise_phone(request: web.Request) -> web.Response:
 @api.route("GET", "/api/v1/me", summary="The student's profile, masked (我的)", response=ProfileResponse)
 async def profile(request: web.Request) -> web.Response:
     who = await caller(request)
+    user = await caller_user(request, who)
+    application = await find_my_application(request, who)
     reply = ProfileResponse(
-        phone=who.user.get("phone_masked"),
-        bound=bool(who.user.get("student_id")),
-        student=_summary(who.user),
-        application_id=who.application_id,
+        phone=user.get("phone_masked"),
+        bound=bool(user.get("student_id")),
+        student=_summary(user),
+        application_id=application["_id"] if application else None,
     )
     return json_response(reply.model_dump())
 
@@ -149,10 +152,16 @@ async def profile(request: web.Request) -> web.Response:
 async def unbind(request: web.Request) -> web.Response:
     """The student keeps their application; another WeChat account can bind and carry on (seed step 2, 6)."""
     who = await caller(request)
+    user = await caller_user(request, who)
     await request.app[USERS].unbind(who.openid)
     await request.app[USERS].set_fields(who.openid, student=None)
+    application = await find_my_application(request, who)
+    if application is not None:
+        # The application stays the student's; it just has no WeChat account acting for it until
+        # one binds again (that account then continues it, see handlers._continue_existing).
+        await request.app[APPLICATIONS].mutate(
+            application["_id"], lambda doc: Change(set={"owner_openid": None})
+        )
     log.info("unbound")
-    reply = ProfileResponse(
-        phone=who.user.get("phone_masked"), bound=False, student=None, application_id=None
-    )
+    reply = ProfileResponse(phone=user.get("phone_masked"), bound=False, student=None, application_id=None)
     return json_response(reply.model_dump())

@@ -10,10 +10,10 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from services.gateway.api.common import caller, idempotency_key, validation_error
+from services.gateway.api.common import caller, find_my_application, idempotency_key, validation_error
 from services.gateway.api.registry import Api
 from services.gateway.applications import Action, IllegalTransition, ScanStatus, State, transition
-from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, LIMITERS, REQUEST_ID, SETTINGS, USERS
+from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, LIMITERS, REQUEST_ID, SETTINGS
 from services.gateway.errors import ApiError, json_response
 from services.gateway.store import Change
 from services.gateway.uploads import sniff_image
@@ -151,7 +151,7 @@ async def submit_code(request: web.Request) -> web.Response:
     scan_id = derived_id("scan", who.openid, key) if key else new_id()
     fingerprint = _fingerprint(submission, image)
     applications = request.app[APPLICATIONS]
-    existing = await applications.get(who.application_id) if who.application_id else None
+    existing = await find_my_application(request, who)
     if existing is not None and existing.get("code", {}).get("scan_id") == scan_id:
         if existing["code"].get("request_fingerprint") != fingerprint:
             raise ApiError(409, "idempotency_conflict")  # same key, different request: the first stands
@@ -198,7 +198,6 @@ async def submit_code(request: web.Request) -> web.Response:
     fields: dict[str, Any] = {"state": State.CODE_SUBMITTED, "claim": claim.model_dump(), "code": code}
     if existing is None:
         await applications.create({"_id": application_id, "owner_openid": who.openid, **fields}, event)
-        await request.app[USERS].set_fields(who.openid, application_id=application_id)
     else:
 
         def rescan(current: Document) -> Change:

@@ -19,12 +19,6 @@ M = TypeVar("M", bound=BaseModel)
 @dataclass(frozen=True)
 class Caller:
     openid: str
-    user: Document
-
-    @property
-    def application_id(self) -> str | None:
-        value = self.user.get("application_id")
-        return str(value) if value else None
 
 
 async def caller(request: web.Request) -> Caller:
@@ -34,18 +28,27 @@ async def caller(request: web.Request) -> Caller:
     openid = await request.app[SESSIONS].resolve(token)
     if openid is None:
         raise ApiError(401, "unauthenticated")
-    user = await request.app[USERS].get(openid)
+    return Caller(openid)
+
+
+async def caller_user(request: web.Request, who: Caller) -> Document:
+    user = await request.app[USERS].get(who.openid)
     if user is None:
         raise ApiError(401, "unauthenticated")
-    structlog.contextvars.bind_contextvars(application_id=user.get("application_id"))
-    return Caller(openid, user)
+    return user
+
+
+async def find_my_application(request: web.Request, who: Caller) -> Document | None:
+    """The application this account acts for: the one it owns (ownership moves on unbinding)."""
+    application = await request.app[APPLICATIONS].owned_by(who.openid)
+    if application is not None:
+        structlog.contextvars.bind_contextvars(application_id=application["_id"])
+    return application
 
 
 async def my_application(request: web.Request, who: Caller) -> Document:
     """The caller's own application; a student never names an application id, so cannot reach another's."""
-    if who.application_id is None:
-        raise ApiError(409, "no_application")
-    application = await request.app[APPLICATIONS].get(who.application_id)
+    application = await find_my_application(request, who)
     if application is None:
         raise ApiError(409, "no_application")
     return application

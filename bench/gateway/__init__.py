@@ -1,0 +1,1 @@
+"""`make bench-gateway`: the student status endpoint under wrk, beside a bare aiohttp endpoint."""
