@@ -14,6 +14,7 @@ import base64
 import io
 import json
 import os
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -36,7 +37,9 @@ from shared.db import Database  # noqa: E402
 GATEWAY = os.environ.get("DEMO_GATEWAY", "http://127.0.0.1:8080")
 SANDBOX = os.environ.get("DEMO_SANDBOX", "http://127.0.0.1:8090")
 SCHOOL = "10487"
-NUMBER = "2110216052"
+# A new made-up student every run, so the demo can be run again and again against one database.
+NUMBER = f"21{secrets.randbelow(10**8):08d}"
+OPENID = f"o-demo-{secrets.token_hex(6)}"
 
 
 def step(title: str, detail: Any = "") -> None:
@@ -45,13 +48,15 @@ def step(title: str, detail: Any = "") -> None:
 
 
 def face_jpeg(size: tuple[int, int] = (720, 960)) -> bytes:
-    """A real face from a package (scikit-image's astronaut), cropped to a portrait."""
-    try:
-        from skimage import data
+    """A real face that a package ships: matplotlib's portrait of Grace Hopper (a frontal studio shot)."""
+    import matplotlib
 
-        image = Image.fromarray(data.astronaut()).crop((80, 0, 400, 426)).resize(size)
-    except ImportError:
-        image = Image.new("RGB", size, (100, 197, 255))
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    with Image.open(path) as source:
+        width, height = source.size  # 512 x 600: pad to 3:4 around the face, then scale
+        canvas = Image.new("RGB", (width, round(width * 4 / 3)), (235, 235, 235))
+        canvas.paste(source.convert("RGB"), (0, canvas.height - height))
+        image = canvas.resize(size)
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=92)
     return out.getvalue()
@@ -116,7 +121,7 @@ async def main() -> int:
         class_name="2021级口腔医学16班",
     )
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{SANDBOX}/sandbox/login-codes", json={"openid": "o-demo-student"}) as resp:
+        async with http.post(f"{SANDBOX}/sandbox/login-codes", json={"openid": OPENID}) as resp:
             login_code = (await resp.json())["code"]
         login = await call(http, "POST", "/api/v1/login", json={"code": login_code})
         http.headers["Authorization"] = f"Bearer {login['token']}"

@@ -132,8 +132,10 @@ class GatewayHandlers:
                 photo.update(status="standardized", standardized_blob_id=payload.standardized_blob_id)
                 fields: dict[str, Any] = {}
             else:
-                photo.update(status="rejected", reasons=payload.reasons)
-                message = "；".join(payload.reasons) or "照片不符合要求，请重拍"
+                # `messages` are the imaging service's Chinese sentences for `reasons`, in the same order.
+                messages = list(getattr(payload, "messages", []) or [])
+                photo.update(status="rejected", reasons=payload.reasons, messages=messages)
+                message = "；".join(messages) or "照片不符合要求，请按拍照说明重拍"
                 fields = {"last_failure": {"code": "photo_rejected", "message": message, "at": utcnow()}}
             photos[payload.photo_id] = photo
             return Change(set={"photos": photos, **fields})

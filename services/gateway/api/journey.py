@@ -69,7 +69,8 @@ class PhotoView(BaseModel):
     source: str
     uploaded_at: datetime
     standardisation_number: int
-    reasons: list[str] = Field(default_factory=list)
+    reasons: list[str] = Field(default_factory=list, description="stable codes, most fundamental first")
+    messages: list[str] = Field(default_factory=list, description="what to fix, in Chinese, same order")
     image_url: str | None = None
 
 
