@@ -9,6 +9,11 @@ is then null. Exit status: 0 passed, 1 compared but below the pass mark, 2 not c
 ``python -m services.matching.cli check FILE...`` runs the roster import's admission-photo check, one
 JSON line per file; exit status 0 only if every photo is usable.
 
+``python -m services.matching.cli calibrate PAIRS.csv`` reads labelled pairs (columns ``image_a``,
+``image_b``, ``same``: 1/0; paths relative to the file) and prints the measured false-accept and
+false-reject rates at the configured pass point and the thresholds for FAR 1e-3, 1e-4 and 1e-5
+(docs/matching.md, "Calibrating on your own data").
+
 The engine comes from the MATCHING_* environment (dlib unless an insightface pack is configured);
 ``--engine`` and ``--model-dir`` override it. Nothing about the faces is printed but counts and sizes.
 """
@@ -16,15 +21,19 @@ The engine comes from the MATCHING_* environment (dlib unless an insightface pac
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import json
+import math
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from services.matching.admission import check_admission_photo
-from services.matching.compare import FaceRules, compare_photos
+from services.matching.calibrate import rates, threshold_at_far
+from services.matching.compare import FaceRules, PhotoReading, compare_photos, read_photo
 from services.matching.config import MatchingSettings
 from services.matching.engines import EngineUnavailable, engine_for
 from services.matching.score import PASS_MARK
@@ -90,6 +99,67 @@ def check_file(path: str, settings: MatchingSettings) -> dict[str, Any]:
     return {"file": path, **dataclasses.asdict(check_admission_photo(data, settings))}
 
 
+def calibrate_file(path: str, settings: MatchingSettings, targets: Sequence[float]) -> dict[str, Any]:
+    """Embed every listed photo once, score every pair, and measure the error rates."""
+    base = Path(path).resolve().parent
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f)
+        if not {"image_a", "image_b", "same"} <= set(reader.fieldnames or ()):
+            raise ValueError(f"{path} needs the columns image_a, image_b, same")
+        rows = list(reader)
+    engine = engine_for(settings)
+    rules = FaceRules.from_settings(settings)
+    readings: dict[str, PhotoReading] = {}
+    genuine: list[float] = []
+    impostor: list[float] = []
+    problems: Counter[str] = Counter()
+    for row in rows:
+        embeddings = []
+        for key in ("image_a", "image_b"):
+            name = str(base / row[key])
+            if name not in readings:
+                data = _read(name)
+                with engine.lock:
+                    readings[name] = (
+                        read_photo(engine, data, rules)
+                        if data is not None
+                        else PhotoReading(problem="missing")
+                    )
+            embeddings.append(readings[name].embedding)
+            if readings[name].problem is not None:
+                problems[str(readings[name].problem)] += 1
+        first, second = embeddings
+        if first is None or second is None:
+            continue
+        raw = engine.compare(first, second)
+        (genuine if row["same"].strip().lower() in {"1", "true", "yes", "y"} else impostor).append(raw)
+    higher = engine.scale.higher_raw_is_better
+    current = rates(genuine, impostor, engine.scale.raw_at(PASS_MARK), higher_is_better=higher)
+    points = {}
+    for target in targets:
+        point = threshold_at_far(genuine, impostor, target, higher_is_better=higher)
+        points[f"{target:g}"] = (
+            dataclasses.asdict(point)
+            if point is not None
+            else f"needs at least {math.ceil(1 / target)} impostor pairs"
+        )
+    setting = (
+        "MATCHING_INSIGHTFACE_PASS_SIMILARITY"
+        if engine.name == "insightface"
+        else "MATCHING_DLIB_PASS_DISTANCE"
+    )
+    return {
+        "engine": engine.name,
+        "model": engine.model,
+        "genuine_pairs": len(genuine),
+        "impostor_pairs": len(impostor),
+        "photos_not_usable": dict(problems),
+        "pass_mark_setting": setting,
+        "at_pass_mark": dataclasses.asdict(current),
+        "at_far": points,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m services.matching.cli", description=__doc__.splitlines()[0]
@@ -105,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare.add_argument("--pass-mark", type=float, default=PASS_MARK, help="0-100 (default 80)")
     check = commands.add_parser("check", help="check admission photos as the roster import does")
     check.add_argument("files", nargs="+", metavar="FILE")
+    calibrate = commands.add_parser(
+        "calibrate", help="error rates on labelled pairs; thresholds for target FARs"
+    )
+    calibrate.add_argument("pairs", metavar="PAIRS.csv")
+    calibrate.add_argument("--far", type=float, nargs="+", default=[1e-3, 1e-4, 1e-5], help="target FARs")
     args = parser.parse_args(argv)
 
     overrides: dict[str, Any] = {}
@@ -120,6 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             if result["error"] is not None:
                 return 2
             return 0 if result["passed"] else 1
+        if args.command == "calibrate":
+            sys.stdout.write(
+                json.dumps(calibrate_file(args.pairs, settings, args.far), ensure_ascii=False) + "\n"
+            )
+            return 0
         all_ok = True
         for path in args.files:
             line = check_file(path, settings)
@@ -127,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
             sys.stdout.flush()
         return 0 if all_ok else 1
-    except (EngineUnavailable, ValueError) as exc:
+    except (EngineUnavailable, ValueError, OSError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
 
