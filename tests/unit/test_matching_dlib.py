@@ -137,3 +137,35 @@ def test_the_admission_check_accepts_a_good_photo_and_loads_the_engine_once(engi
     assert engine_for(MatchingSettings()) is engine
     again = [check_admission_photo(data) for _ in range(3)]
     assert all(c.ok for c in again)
+
+
+def test_a_photo_standardised_by_the_imaging_service_matches_its_original(
+    engine: FaceEngine, people: dict[str, PhotoReading]
+) -> None:
+    """Seed steps 8-11 in order: the imaging service's 480 × 640 output against the original face."""
+    from services.imaging.config import PhotoStandard
+    from services.imaging.pipeline import check_photo
+    from services.imaging.preprocess import default_pool
+
+    sources = {"astronaut": (faces.astronaut(), faces.ASTRONAUT_FACE)} | {
+        f"group{i}": (faces.group_photo(), box) for i, box in enumerate(faces.GROUP_FACES)
+    }
+    standardised = {}
+    with default_pool().borrow() as models:
+        for name, (photo, box) in sources.items():
+            # A larger crop than the tests' portraits: the imaging service wants phone-sized photos.
+            report = check_photo(
+                faces.jpeg(faces.portrait(photo, box, face_px=300)), models, standard=PhotoStandard()
+            )
+            if (
+                report.jpeg is not None
+            ):  # placement may fail on a tilted face; the quality verdict does not matter
+                standardised[name] = report.jpeg
+    assert len(standardised) >= 5, sorted(standardised)
+    for name, jpeg in standardised.items():
+        reading = read_photo(engine, jpeg, RULES)
+        assert reading.problem is None, (name, reading.problem)
+        assert score(engine, reading, people[name]) >= 80, name
+        for other in people:
+            if other != name:
+                assert score(engine, reading, people[other]) < 80, (name, other)
