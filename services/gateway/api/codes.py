@@ -10,7 +10,14 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from services.gateway.api.common import caller, find_my_application, idempotency_key, validation_error
+from services.gateway.api.common import (
+    IMAGE_UPLOAD_ERRORS,
+    caller,
+    find_my_application,
+    idempotency_key,
+    json_object,
+    validation_error,
+)
 from services.gateway.api.registry import Api
 from services.gateway.applications import Action, IllegalTransition, ScanStatus, State, transition
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, LIMITERS, REQUEST_ID, SETTINGS
@@ -68,14 +75,9 @@ class ScanView(BaseModel):
 
 
 async def _read_submission(request: web.Request) -> tuple[CodeSubmission, bytes | None]:
+    body: dict[str, Any]
     if request.content_type == "application/json":
-        try:
-            body: Any = await request.json()
-        except ValueError as exc:
-            raise ApiError(400, "invalid_json") from exc
-        if not isinstance(body, dict):
-            raise ApiError(400, "invalid_json")
-        image = None
+        body, image = await json_object(request), None
     elif request.content_type == "multipart/form-data":
         form = await request.post()
         upload = form.get("image")
@@ -120,14 +122,9 @@ def _fingerprint(submission: CodeSubmission, image: bytes | None) -> str:
         "agreement_required",
         "code_source_required",
         "text_too_long",
-        "empty_file",
-        "not_an_image",
-        "image_too_large",
-        "payload_too_large",
-        "unsupported_media_type",
         "application_locked",
         "idempotency_conflict",
-        "rate_limited",
+        *IMAGE_UPLOAD_ERRORS,
     ),
 )
 async def submit_code(request: web.Request) -> web.Response:

@@ -62,8 +62,19 @@ def validation_error(exc: ValidationError) -> ApiError:
     return ApiError(400, "invalid_request", fields=fields)
 
 
-async def json_body(request: web.Request, model: type[M]) -> M:
-    """Parse and validate a JSON object body; anything else is a clear 4xx."""
+# What every image-upload route can answer besides its own refusals.
+IMAGE_UPLOAD_ERRORS = (
+    "empty_file",
+    "not_an_image",
+    "image_too_large",
+    "payload_too_large",
+    "unsupported_media_type",
+    "rate_limited",
+)
+
+
+async def json_object(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object, within the JSON size limit; anything else is a clear 4xx."""
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type")
     if (request.content_length or 0) > request.app[SETTINGS].gateway_max_json_bytes:
@@ -74,6 +85,12 @@ async def json_body(request: web.Request, model: type[M]) -> M:
         raise ApiError(400, "invalid_json") from exc
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json")
+    return body
+
+
+async def json_body(request: web.Request, model: type[M]) -> M:
+    """Parse and validate a JSON object body."""
+    body = await json_object(request)
     try:
         return model.model_validate(body)
     except ValidationError as exc:

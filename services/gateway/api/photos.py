@@ -11,7 +11,13 @@ from aiohttp import web
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.api.common import caller, idempotency_key, json_body, my_application
+from services.gateway.api.common import (
+    IMAGE_UPLOAD_ERRORS,
+    caller,
+    idempotency_key,
+    json_body,
+    my_application,
+)
 from services.gateway.api.registry import Api
 from services.gateway.applications import Action, IllegalTransition, transition
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, LIMITERS, REQUEST_ID, SCHOOLS, SETTINGS
@@ -75,12 +81,7 @@ def _album_problems(data: bytes, content_type: str, settings: Any) -> list[str]:
         "illegal_transition",
         "album_photo_invalid",
         "quota_exhausted",
-        "empty_file",
-        "not_an_image",
-        "image_too_large",
-        "payload_too_large",
-        "unsupported_media_type",
-        "rate_limited",
+        *IMAGE_UPLOAD_ERRORS,
     ),
 )
 async def upload_photo(request: web.Request) -> web.Response:
