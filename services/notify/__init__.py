@@ -1,1 +1,1 @@
-"""Notify worker: WeChat subscribe messages (built in its own issue; not runnable yet)."""
+"""Notify worker: WeChat subscribe messages about payment, face comparison and review, at most once per event."""
