@@ -145,8 +145,6 @@ class GatewayHandlers:
 
     async def on_match_scored(self, envelope: Envelope, payload: EventData) -> list[Envelope]:
         assert isinstance(payload, MatchScored)
-        needs_registrar = bool(getattr(payload, "needs_registrar", False))
-        school_pass_mark = float(getattr(payload, "pass_mark", 80.0))
 
         def decide(doc: Document) -> Change:
             if (doc.get("submission") or {}).get("photo_id") != payload.photo_id:
@@ -155,7 +153,7 @@ class GatewayHandlers:
                 Action.MATCH_PASSED
                 if payload.passed
                 else Action.MATCH_TO_REGISTRAR
-                if needs_registrar
+                if payload.needs_registrar
                 else Action.MATCH_FAILED
             )
             try:
@@ -166,15 +164,15 @@ class GatewayHandlers:
                 "state": state,
                 "match": {"score": payload.score, "passed": payload.passed, "photo_id": payload.photo_id},
             }
-            if action is Action.MATCH_FAILED:
-                message = FAILURE_MESSAGES["match_failed"].format(pass_mark=school_pass_mark)
-                fields["last_failure"] = {"code": "match_failed", "message": message, "at": utcnow()}
-            elif action is Action.MATCH_TO_REGISTRAR:
-                fields["last_failure"] = {
-                    "code": "registrar_review",
-                    "message": FAILURE_MESSAGES["registrar_review"],
-                    "at": utcnow(),
-                }
+            if action is not Action.MATCH_PASSED:
+                # The matching service's own sentence when it has one (e.g. no face found in the photo).
+                code = payload.reason or ("registrar_review" if payload.needs_registrar else "match_failed")
+                message = payload.message or (
+                    FAILURE_MESSAGES["registrar_review"]
+                    if payload.needs_registrar
+                    else FAILURE_MESSAGES["match_failed"].format(pass_mark=payload.pass_mark)
+                )
+                fields["last_failure"] = {"code": code, "message": message, "at": utcnow()}
             return Change(set=fields)
 
         await self._applications.mutate(envelope.application_id or "", decide)

@@ -24,7 +24,7 @@ from shared.db import Database
 def _face_checker() -> PhotoChecker | None:
     """The matching service's admission-photo check (no face / several faces), where installed."""
     try:
-        from services.matching.admission import check_admission_photo  # type: ignore[import-not-found]
+        from services.matching.admission import check_admission_photo
     except ImportError:
         return None
 
