@@ -357,3 +357,37 @@ async def test_a_burst_of_500_keeps_to_the_send_rate(env, database) -> None:
         assert busiest <= rate * 1.02 + 1, busiest
         assert times[-1] - times[0] >= 499 / rate * 0.95
         assert await database.db["notifications"].count_documents({"state": "sent"}) == 500
+
+
+async def test_a_paid_order_reaches_the_student_and_the_status_does_not_depend_on_it(env) -> None:
+    from tests.support.system import ROSTER_ROW, SECOND_ROW, running_system
+
+    async with running_system(env, roster=[ROSTER_ROW, SECOND_ROW]) as system:
+        sandbox = system.sandbox
+        strict_templates(sandbox)
+        async with notify_worker(env, sandbox) as worker:
+            db = worker.runtime.database.db
+            student = await system.paid_student("oStudent_paid_0000000000001")
+            message = await eventually(lambda: _first(sandbox.state.messages))
+            assert message["touser"] == student.openid and message["template_id"] == "demo_order_paid"
+            assert message["data"]["name2"] == {"value": "赵**"}
+            assert message["data"]["amount3"]["value"].startswith("¥")
+            stored = await db["notifications"].find_one({"kind": "order_paid"})
+            assert (
+                stored["state"] == "sent"
+                and stored["application_id"] == (await student.status())["application_id"]
+            )
+
+            # The student refused further messages: nothing arrives, the status says the same.
+            await _fault(sandbox, 43101, 1)
+            other = await system.paid_student("oStudent_paid_0000000000002", SECOND_ROW)
+            stored = await eventually(
+                lambda: db["notifications"].find_one({"kind": "order_paid", "state": "not_deliverable"})
+            )
+            assert stored["errcode"] == 43101
+            assert len(sandbox.state.messages) == 1
+            assert (await other.status())["state"] == (await student.status())["state"] == "paid"
+
+
+async def _first(items: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return items[0] if items else None
