@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# The gateway service: the mini-program API, the WeChat Pay callback and the outbox relay.
+# Only the `gateway` extra of pyproject.toml is installed. Build from the repository root:
+#   docker build -f deploy/docker/gateway.Dockerfile -t registry.example.com/gradphoto/gateway:VERSION .
+
+FROM python:3.11.11-slim-bookworm AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /src
+COPY pyproject.toml ./
+COPY shared ./shared
+COPY services ./services
+RUN python -m venv /opt/venv \
+    && /opt/venv/bin/pip install ".[gateway]"
+
+FROM python:3.11.11-slim-bookworm
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /tmp --no-create-home --shell /usr/sbin/nologin app
+COPY --from=build /opt/venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    MPLCONFIGDIR=/tmp/matplotlib \
+    ENVIRONMENT=production \
+    HTTP_PORT=8080
+USER 10001:10001
+EXPOSE 8080
+HEALTHCHECK --interval=30s --timeout=3s --start-period=60s --retries=3 \
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('HTTP_PORT', '8080') + '/healthz', timeout=2)"]
+CMD ["python", "-m", "services.gateway"]
