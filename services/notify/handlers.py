@@ -9,6 +9,7 @@ from being handled at the same time.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any
@@ -102,10 +103,12 @@ class NotifyHandlers:
         student_id: str,
         event_facts: dict[str, Any],
     ) -> None:
-        existing = await self._notifications.find_one({"_id": envelope.id})
+        # Both reads at once: the application is wasted only on the rare redelivery of a settled event.
+        existing, application = await asyncio.gather(
+            self._notifications.find_one({"_id": envelope.id}), self._application(envelope.application_id)
+        )
         if existing is not None and not await self._may_send(existing):
             return
-        application = await self._application(envelope.application_id)
         base: Document = {
             "event_type": envelope.type,
             "kind": kind,
