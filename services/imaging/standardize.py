@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from services.imaging.config import PhotoStandard
-from services.imaging.preprocess import Analysis, apply_affine, invert_affine
+from services.imaging.preprocess import NOSE_TIP, Analysis, apply_affine, invert_affine
 
 
 @dataclass(frozen=True)
@@ -208,28 +208,133 @@ def _solve_sym3(m: np.ndarray, b: np.ndarray) -> np.ndarray:
     return solved
 
 
-def _refine_alpha(source: np.ndarray, coarse: np.ndarray) -> np.ndarray:
-    """Snap the coarse mask's edges to the photo's, then harden the interior and the background.
+# Matting at half the canvas (240×320): where the segmentation is unsure, each pixel's alpha comes
+# from its colour against the nearest known person and background colours around it.
+_KNOWN_FG, _KNOWN_BG = 0.9, 0.1
+_SAMPLE_RADIUS, _SAMPLE_STEP = 8, 2  # half-canvas pixels: a 33 px neighbourhood on the canvas
 
-    The guided filter runs at half resolution and is upsampled (its coefficients are smooth), which
-    quarters the cost without a visible change.
+
+def _nearest_known(
+    rgb: np.ndarray, known: np.ndarray, ys: np.ndarray, xs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each pixel (ys, xs), the colour of the ``known`` pixel nearby closest to its own colour.
+
+    Returns (colours N×3, squared distances N; inf where no known pixel lies within the radius). The
+    nearest colour, not the local mean: a background of several colours (a flag, a bookcase) is
+    explained by one of its colours, which a mean of them never is.
+    """
+    r = _SAMPLE_RADIUS
+    padded_rgb = np.pad(rgb, ((r, r), (r, r), (0, 0)))
+    padded_known = np.pad(known, r)
+    pixel = rgb[ys, xs]
+    best_d = np.full(len(ys), np.inf, np.float32)
+    best_c = np.zeros((len(ys), 3), np.float32)
+    for dy in range(-r, r + 1, _SAMPLE_STEP):
+        for dx in range(-r, r + 1, _SAMPLE_STEP):
+            yy, xx = ys + (dy + r), xs + (dx + r)
+            colour = padded_rgb[yy, xx]
+            d = np.where(padded_known[yy, xx], ((colour - pixel) ** 2).sum(axis=1), np.inf)
+            better = d < best_d
+            best_d[better] = d[better]
+            best_c[better] = colour[better]
+    return best_c, best_d
+
+
+def _colour_alpha(rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Alpha in the segmentation's uncertain band from colour, and the old background there.
+
+    Each unsure pixel is projected onto the line between its nearest known person colour F and
+    nearest known background colour B (``I = aF + (1 - a)B``). Where F and B are too alike to tell
+    apart, the segmentation's value is kept. Returns (alpha, old background colour, unsure mask).
+    """
+    fg = cv2.erode((mask > _KNOWN_FG).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    bg = cv2.erode((mask < _KNOWN_BG).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    unsure = ~(fg | bg)
+    old = np.zeros_like(rgb)
+    ys, xs = np.nonzero(unsure)
+    alpha = mask.copy()
+    if ys.size == 0:
+        return alpha, old, unsure
+    f, df = _nearest_known(rgb, fg, ys, xs)
+    b, db = _nearest_known(rgb, bg, ys, xs)
+    pixel = rgb[ys, xs]
+    fb = f - b
+    sep2 = (fb**2).sum(axis=1)
+    a = np.clip(((pixel - b) * fb).sum(axis=1) / np.maximum(sep2, 1e-6), 0.0, 1.0)
+    residual = np.sqrt(((pixel - (a[:, None] * f + (1 - a[:, None]) * b)) ** 2).sum(axis=1))
+    sep = np.sqrt(sep2)
+    # Trust colour when F and B differ clearly and explain the pixel; else the segmentation.
+    trust = np.clip((sep - 0.05) / 0.12, 0.0, 1.0) * np.clip(
+        1.5 - 2.0 * residual / np.maximum(sep, 1e-6), 0.0, 1.0
+    )
+    # No person colour nearby: the pixel is background the segmentation half-believed in.
+    a = np.where(np.isfinite(df), a, 0.0)
+    trust = np.where(np.isfinite(df) & np.isfinite(db), trust, np.where(np.isfinite(df), 0.0, 1.0))
+    # Where colour cannot tell, a steeper segmentation: its half-sure fringe (0.2-0.4) is usually old
+    # background that borders the person, and hair strands are where colour does tell.
+    fallback = np.clip((mask[ys, xs] - 0.5) * 2.5 + 0.5, 0.0, 1.0)
+    alpha[ys, xs] = trust * a + (1.0 - trust) * fallback
+    old[ys, xs] = np.where(np.isfinite(db)[:, None], b, pixel)
+    return alpha, old, unsure
+
+
+def _keep_person(alpha: np.ndarray, seed: tuple[int, int]) -> np.ndarray:
+    """Drop matte islands not joined to the person (fragments of the old background).
+
+    The component of ``alpha > 0.5`` that holds ``seed`` (the face), grown by a few pixels so its own
+    soft edge stays, bounds the matte; a seed outside the person falls back to the largest component.
+    """
+    solid = (alpha > 0.5).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(solid, connectivity=8)
+    if count <= 2:
+        return alpha
+    x, y = seed
+    label = int(labels[y, x]) if 0 <= y < labels.shape[0] and 0 <= x < labels.shape[1] else 0
+    if label == 0:
+        label = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    keep = cv2.dilate((labels == label).astype(np.uint8), np.ones((7, 7), np.uint8))
+    kept: np.ndarray = alpha * keep
+    return kept
+
+
+def _refine_alpha(
+    source: np.ndarray, coarse: np.ndarray, seed: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The matte: colour sampling where the segmentation is unsure, a guided filter, no islands.
+
+    Runs at half resolution and is upsampled (alpha and the old background are smooth at that
+    scale; the guided filter's coefficients carry the edges). Returns (alpha, old background,
+    where the old background was sampled), full size.
     """
     h, w = coarse.shape
     small_rgb = cv2.resize(source, (w // 2, h // 2), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
     small_mask = cv2.resize(coarse, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    refined = guided_filter(small_rgb, small_mask, radius=4, eps=2e-3)
+    sampled, old, unsure = _colour_alpha(small_rgb, small_mask)
+    refined = guided_filter(small_rgb, sampled.astype(np.float32), radius=2, eps=1e-3)
+    refined = np.where(unsure, refined, small_mask)
     refined = cv2.resize(refined, (w, h), interpolation=cv2.INTER_LINEAR)
     # The segmentation is confident far from the edge: keep those regions solid.
     refined = np.where(coarse > 0.97, 1.0, np.where(coarse < 0.03, 0.0, refined))
-    return np.clip((refined - 0.1) / 0.8, 0.0, 1.0).astype(np.float32)
+    alpha = np.clip((refined - 0.1) / 0.8, 0.0, 1.0).astype(np.float32)
+    alpha = _keep_person(alpha, (seed[0], seed[1]))
+    old_full = cv2.resize(old * 255.0, (w, h), interpolation=cv2.INTER_LINEAR)
+    sampled_full = cv2.resize(unsure.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return alpha, old_full, sampled_full
 
 
-def recolour(source: np.ndarray, alpha: np.ndarray, background: tuple[int, int, int]) -> np.ndarray:
+def recolour(
+    source: np.ndarray,
+    alpha: np.ndarray,
+    background: tuple[int, int, int],
+    old_background: np.ndarray | None = None,
+    sampled: np.ndarray | None = None,
+) -> np.ndarray:
     """Replace the old background by ``background``, removing its colour from the edge pixels.
 
     A pixel is ``I = a F + (1 - a) B_old``; the result is ``a F + (1 - a) B_new = I + (1 - a)(B_new -
-    B_old)``, with ``B_old`` estimated as the local mean of nearby background pixels. Where the
-    estimate has no background to average (deep inside the person) ``a`` is 1 and it does not matter.
+    B_old)``. ``B_old`` is the sampled background colour where the matte sampled one (``sampled``),
+    else the local mean of nearby background pixels. Where the estimate has no background to average
+    (deep inside the person) ``a`` is 1 and it does not matter.
     """
     img = source.astype(np.float32)
     h, w = alpha.shape
@@ -239,6 +344,8 @@ def recolour(source: np.ndarray, alpha: np.ndarray, background: tuple[int, int, 
     num = cv2.boxFilter(small_img * weight[..., None], -1, (11, 11), borderType=cv2.BORDER_REFLECT)
     den = cv2.boxFilter(weight, -1, (11, 11), borderType=cv2.BORDER_REFLECT)
     old = cv2.resize(num / np.maximum(den, 1e-4)[..., None], (w, h), interpolation=cv2.INTER_LINEAR)
+    if old_background is not None and sampled is not None:
+        old = np.where(sampled[..., None], old_background, old)
     new = np.array(background, np.float32)
     out = img + (1.0 - alpha)[..., None] * (new - old)
     # Pure background is exactly the reference colour: uniform, no texture of the old wall left.
@@ -249,7 +356,7 @@ def recolour(source: np.ndarray, alpha: np.ndarray, background: tuple[int, int, 
 
 def render(analysis: Analysis, placement: Placement, standard: PhotoStandard) -> Rendered:
     """Warp the photo and its mask onto the canvas and recolour the background."""
-    assert analysis.window is not None and analysis.mask is not None
+    assert analysis.window is not None and analysis.mask is not None and analysis.landmarks is not None
     size = (standard.width_px, standard.height_px)
     photo = analysis.photo.rgb
     source = _warp_photo(photo, placement.matrix, size)
@@ -257,11 +364,15 @@ def render(analysis: Analysis, placement: Placement, standard: PhotoStandard) ->
     coarse = cv2.warpAffine(
         analysis.mask, window_to_canvas, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
-    alpha = _refine_alpha(source, coarse)
+    nose = apply_affine(placement.matrix, analysis.landmarks[[NOSE_TIP]])[0]
+    alpha, old, sampled = _refine_alpha(source, coarse, (round(nose[0]), round(nose[1])))
     ones = np.ones(photo.shape[:2], np.uint8)
     inside = cv2.warpAffine(ones, placement.matrix, size, flags=cv2.INTER_NEAREST, borderValue=0).astype(bool)
     return Rendered(
-        source=source, alpha=alpha, inside=inside, rgb=recolour(source, alpha, standard.background_rgb)
+        source=source,
+        alpha=alpha,
+        inside=inside,
+        rgb=recolour(source, alpha, standard.background_rgb, old, sampled),
     )
 
 
