@@ -9,6 +9,7 @@ lines between them and crop marks in the margin; the sheet is a 300 dpi JPEG.
 from __future__ import annotations
 
 import io
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 MM_PER_INCH = 25.4
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,9 @@ PRINT_SIZES: dict[str, PrintSize] = {
     "chsi": PrintSize("chsi", 40.64, 54.19),
 }
 
-# Fonts that can write Chinese names, looked up in this order (IMAGING_PRINT_FONT first).
+# Fonts that can write Chinese names, looked up in this order after ``--font``. The first is the
+# Debian/Ubuntu package fonts-wqy-microhei, which .ci/run installs and the container image needs
+# (docs/imaging.md); the others are common alternatives already on many machines.
 _CJK_FONTS = (
     "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
     "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
@@ -49,11 +53,25 @@ def _px(mm: float, dpi: int) -> int:
 
 
 def find_cjk_font(configured: str | None = None) -> str | None:
-    """A font file that can render Chinese, or None (then names are written as "?" glyphs)."""
+    """A font file that can render Chinese, or None (then names print as empty boxes)."""
+    if configured and not Path(configured).is_file():
+        log.warning("print font %s not found; looking for an installed CJK font", configured)
     for candidate in (configured, *_CJK_FONTS):
         if candidate and Path(candidate).is_file():
             return candidate
     return None
+
+
+def _cjk_font(font_path: str | None, size: int) -> ImageFont.FreeTypeFont | None:
+    """The CJK font at ``size``, or None with a warning: the sheet still prints, the name as boxes."""
+    if font_path is None:
+        log.warning("no CJK font installed (apt install fonts-wqy-microhei): Chinese names print as boxes")
+        return None
+    try:
+        return ImageFont.truetype(font_path, size)
+    except OSError:
+        log.warning("CJK font %s could not be loaded: Chinese names print as boxes", font_path)
+        return None
 
 
 @dataclass(frozen=True)
@@ -163,7 +181,8 @@ def _caption(sheet: Image.Image, sheet_layout: SheetLayout, text: str, font_path
     ox, oy = sheet_layout.origin
     size = max(14, min(36, max(ox, oy) - 8))
     latin = _latin_font(size)
-    cjk = ImageFont.truetype(font_path, size) if font_path else latin
+    has_cjk = any(is_cjk for _, is_cjk in _runs(text))
+    cjk = (_cjk_font(font_path, size) if has_cjk else None) or latin
     runs = [(run, cjk if is_cjk else latin) for run, is_cjk in _runs(text)]
     width = sum(round(font.getlength(run)) for run, font in runs) + 4
     label = Image.new("RGB", (width, size + 8), "white")
