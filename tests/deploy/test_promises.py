@@ -3,6 +3,7 @@ network policies, grace periods above the drain time, the ingress body limit, a 
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -210,3 +211,29 @@ def test_production_mounts_the_model_pack_read_only() -> None:
     }
     assert model_dir in mounts and mounts[model_dir]["readOnly"] is True
     assert config_value(docs, matching, "MATCHING_INSIGHTFACE_REQUIRE_LICENSE") == "true"
+
+
+def test_dashboard_covers_funnel_latency_errors_outbox_and_dead_messages() -> None:
+    docs = render("production")
+    config = of_kind(docs, "ConfigMap")["gradphoto-dashboard"]
+    assert config["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboard = json.loads(config["data"]["gradphoto-dashboard.json"])
+    exprs = " ".join(t["expr"] for p in dashboard["panels"] for t in p.get("targets", []))
+    for metric in (
+        "bus_handler_seconds_bucket",
+        "bus_queue_lag_seconds_bucket",
+        "http_errors_total",
+        "outbox_backlog",
+        'outcome=~"dead|malformed"',
+        "matching_stage_seconds_bucket",
+    ):
+        assert metric in exprs, metric
+    # The funnel: every event type that moves an application to its next state.
+    for event in (
+        "code.scanned.v1",
+        "code.decoded.v1",
+        "order.paid.v1",
+        "photo.standardized.v1",
+        "match.scored.v1",
+    ):
+        assert f'type="{event}"' in exprs, event

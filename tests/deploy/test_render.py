@@ -25,6 +25,7 @@ CRD_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("keda.sh/v1alpha1", "ScaledObject"): keda.ScaledObject,
     ("keda.sh/v1alpha1", "TriggerAuthentication"): keda.TriggerAuthentication,
     ("monitoring.coreos.com/v1", "ServiceMonitor"): prometheus.ServiceMonitor,
+    ("monitoring.coreos.com/v1", "PrometheusRule"): prometheus.PrometheusRule,
 }
 NO_SCHEMA_AVAILABLE = {
     ("rabbitmq.com/v1beta1", "RabbitmqCluster"),
