@@ -110,7 +110,9 @@ async def test_each_event_type_produces_its_message(env, database) -> None:
         assert match["phrase3"] == {"value": "比对未通过"}
         assert match["thing4"]["value"] == "人脸比对未通过（61.4 分，需 80…"
         assert len(match["thing4"]["value"]) == 20
-        approved, rejected = by_template["demo_review_result"]
+        # Handled concurrently: the two reviews may arrive in either order.
+        reviews = {data["phrase3"]["value"]: data for data in by_template["demo_review_result"]}
+        approved, rejected = reviews["审核通过"], reviews["审核未通过"]
         assert approved["phrase3"] == {"value": "审核通过"}
         assert approved["thing4"] == {"value": "照片将上传学信网并打印邮寄"}
         assert approved["time5"] == {"value": "2026年11月28日 09:30"}
