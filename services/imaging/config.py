@@ -96,6 +96,11 @@ class PhotoStandard(BaseSettings):
     max_clipped_share: float = 0.05
     # Sharp (the standard: 清晰): variance of the Laplacian of the face at output scale.
     min_sharpness: float = 150.0
+    # No headwear (the standard: 免冠, 不得戴帽子/头饰): share of the crown (the person between the head
+    # top and the top of the forehead, away from its edge) in colours natural hair never has: a blue or
+    # purple cast (CIELAB b* < 0) or green (a* < -15) at chroma ≥ 6, or a vivid colour (chroma ≥ 60).
+    # Bare-headed package faces read ≤ 0.3%; Grace Hopper's navy cap 11-13% (ours).
+    max_headwear_share: float = 0.04
     # No tinted glasses (the standard: 不得佩戴有色眼镜): eye-region / cheek luminance ratio.
     min_eye_luminance_ratio: float = 0.45
     # No reflective glasses (the standard: 镜片不得反光): share of near-white, colourless pixels around

@@ -35,6 +35,7 @@ REJECTION_MESSAGES: dict[str, str] = {
     "mouth_open": "请自然闭合嘴巴、表情自然后重拍。",
     "ears_covered": "请将头发拢到耳后，露出双耳后重拍。",
     "eyebrows_covered": "头发遮挡了眉毛或眼睛，请整理刘海后重拍。",
+    "headwear": "请摘下帽子、头巾等头饰，露出头顶后重拍。",
     "tinted_glasses": "请不要佩戴有色眼镜或墨镜。",
     "glasses_glare": "眼镜反光，请调整角度或摘下眼镜后重拍。",
     # Light and image quality.

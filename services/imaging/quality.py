@@ -358,6 +358,30 @@ def eyebrows_visible(c: Canvas) -> Measure:
     return _at_least("eyebrows_visible", "eyebrows_covered", min(shares), c.standard.min_brow_skin_share)
 
 
+def headwear(c: Canvas) -> Measure:
+    """No hat, cap or headscarf (raw: share of the crown in colours natural hair never has).
+
+    Hair, whatever its shade, is neutral or warm (black, brown, auburn, blond, grey: CIELAB b* ≥ 0,
+    hue between red and yellow); headwear often is not (navy, blue, green, purple) or is vivid (a
+    red cap, a gold badge). The crown is the solid person region (eroded, so no recoloured edge
+    counts) between the head top and the top of the forehead over the face's width. Limits: a black,
+    brown or beige hat reads as hair, and blue-dyed hair as a hat (manual review sees both).
+    """
+    fw = c.face_width
+    cx = (c.points[FACE_EDGE_LEFT, 0] + c.points[FACE_EDGE_RIGHT, 0]) / 2
+    top, forehead = measured_head_top(c), float(c.points[FOREHEAD, 1])
+    region = c.box(cx, (top + forehead) / 2, 0.45 * fw, max(0.0, (forehead - top) / 2))
+    solid = cv2.erode((c.rendered.alpha[region] > 0.98).astype(np.uint8), np.ones((9, 9), np.uint8))
+    lab = c.lab[region][solid.astype(bool)]
+    threshold = c.standard.max_headwear_share
+    if lab.shape[0] < 300:  # no crown to judge (a shaved head is skin: it is judged)
+        return Measure("headwear", None, 100.0, True, None, f"<= {threshold:g}")
+    a, b = lab[:, 1], lab[:, 2]
+    chroma = np.hypot(a, b)
+    unnatural = ((chroma >= 6) & ((b < 0) | (a < -15))) | (chroma >= 60)
+    return _at_most("headwear", "headwear", float(unnatural.mean()), threshold)
+
+
 def _cheek_luma(c: Canvas, idx: int) -> float:
     region = c.box(c.points[idx, 0], c.points[idx, 1], 0.07 * c.face_width, 0.07 * c.face_width)
     values = c.luma[region]
@@ -507,6 +531,7 @@ CANVAS_MEASURES: tuple[CanvasMeasure, ...] = (
     shoulders_level,
     ears_visible,
     eyebrows_visible,
+    headwear,
     glasses_tint,
     glasses_glare,
     illumination_balance,

@@ -6,6 +6,7 @@ Each case runs the whole pipeline and looks at one measure, so a measure is test
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -26,7 +27,7 @@ from services.imaging.quality import (
     head_top,
 )
 from services.imaging.standardize import Placement, place, render
-from tests.support import faces
+from tests.support import faces, matching_faces
 
 STANDARD = PhotoStandard()
 
@@ -56,7 +57,8 @@ def _with_analysis(fn: Callable[..., np.ndarray]) -> Derive:
     return lambda m: fn(faces.hopper(), faces.hopper_analysis(m))
 
 
-# measure code, failing photo, expected reason, source. The passing photo is Grace Hopper throughout.
+# measure code, failing photo, expected reason, source. The passing photo is Grace Hopper throughout
+# (for headwear: the bare-headed package faces, test_bare_heads_pass_the_headwear_check).
 FAILING: list[tuple[str, Derive, str, str]] = [
     ("face_count", lambda m: faces.no_face(), "no_face", "camera"),
     ("face_count", lambda m: faces.two_faces(faces.hopper()), "multiple_faces", "camera"),
@@ -84,21 +86,48 @@ FAILING: list[tuple[str, Derive, str, str]] = [
         "clothing_like_background",
         "camera",
     ),
+    ("headwear", lambda m: faces.hopper(), "headwear", "camera"),
     ("background_colour", lambda m: faces.hopper(), "background_not_blue", "album"),
     ("background_uniformity", lambda m: faces.hopper(), "background_not_uniform", "album"),
     ("placement", lambda m: faces.group_faces()[2], "head_proportions", "camera"),
 ]
 
 
-def test_hopper_meets_every_rule(models: FaceModels) -> None:
+def test_hopper_meets_every_rule_but_headwear(models: FaceModels) -> None:
     report = run(models, faces.hopper())
-    assert report.ok, report.reasons
+    assert report.reasons == faces.HOPPER_FAILS
     codes = {m.code for m in report.measures}
     expected = {"face_count"} | {f.__name__ for f in ANALYSIS_MEASURES + CANVAS_MEASURES}
     assert codes == expected
     for m in report.measures:
-        assert 50 <= m.score <= 100, m
-        assert m.reason is None
+        if m.code != "headwear":
+            assert 50 <= m.score <= 100, m
+            assert m.reason is None
+
+
+BARE_HEADS: dict[str, Callable[[], np.ndarray]] = {
+    "astronaut": faces.astronaut,
+    "astronaut-portrait": lambda: matching_faces.portrait(
+        matching_faces.astronaut(), matching_faces.ASTRONAUT_FACE, face_px=300
+    ),
+    **{f"group{i}": functools.partial(faces.group_faces().__getitem__, i) for i in (0, 1)},
+    **{
+        f"group-portrait{i}": functools.partial(
+            lambda i: matching_faces.portrait(
+                matching_faces.group_photo(), matching_faces.GROUP_FACES[i], face_px=300
+            ),
+            i,
+        )
+        for i in (0, 1, 2, 3, 5)  # 4 is turned too far to place
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(BARE_HEADS))
+def test_bare_heads_pass_the_headwear_check(models: FaceModels, name: str) -> None:
+    """Blond, brown, auburn and black hair, short and long, read as hair, not as a hat."""
+    m = measure(run(models, BARE_HEADS[name]()), "headwear")
+    assert m.passed and m.score >= 90, m
 
 
 def test_a_standardised_photo_passes_the_album_background_checks(models: FaceModels) -> None:
@@ -106,7 +135,7 @@ def test_a_standardised_photo_passes_the_album_background_checks(models: FaceMod
     first = run(models, faces.hopper())
     assert first.jpeg is not None
     again = check_photo(first.jpeg, models, standard=STANDARD, source="album")
-    assert again.ok, again.reasons
+    assert again.reasons == faces.HOPPER_FAILS
     assert {f.__name__ for f in ALBUM_MEASURES} <= {m.code for m in again.measures}
 
 
@@ -126,7 +155,7 @@ def test_measure_fails_on_a_photo_that_breaks_its_rule(
 
 def test_the_roll_is_corrected_not_refused(models: FaceModels) -> None:
     report = run(models, faces.rotated(faces.hopper(), 15))
-    assert report.ok, report.reasons
+    assert report.reasons == faces.HOPPER_FAILS
     assert report.geometry is not None and abs(report.geometry["roll_corrected_deg"]) > 10
 
 
