@@ -48,7 +48,8 @@ def step(title: str, detail: Any = "") -> None:
 
 
 def face_jpeg(size: tuple[int, int] = (720, 960)) -> bytes:
-    """A real face that a package ships: matplotlib's portrait of Grace Hopper (a frontal studio shot)."""
+    """A real face that a package ships: matplotlib's portrait of Grace Hopper (a frontal studio shot,
+    compliant but for her cap, which the quality check refuses)."""
     import matplotlib
 
     path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
@@ -169,6 +170,17 @@ async def main() -> int:
             step("the imaging service is not running yet", "the journey stops here until it lands")
             return 0
         if current["status"] != "standardized":
+            # No portrait that a package ships meets every rule (Grace Hopper wears a cap; 免冠 fails),
+            # so the demo ends where a real student would be asked to retake the photo.
+            step(
+                "8 the student is asked to retake",
+                {"reasons": current["reasons"], "messages": current["messages"]},
+            )
+            status = await call(http, "GET", "/api/v1/application")
+            step(
+                "final status",
+                {"state": status["state"], "next": status["next"], "last_failure": status["last_failure"]},
+            )
             return 0
         body = {"photo_id": photo["photo_id"], "admission_photo_confirmed": True}
         step("9-10 submitted", await call(http, "POST", "/api/v1/submissions", json=body))
