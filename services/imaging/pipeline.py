@@ -69,8 +69,9 @@ def _analyse_at_needed_resolution(
     )
     if photo.reduction == 1 or analysis.landmarks is None or analysis.face_width <= 0:
         return photo, analysis
-    # DCT-reduced decode: if the face would have to be enlarged, decode again at the scale it needs.
-    needed = standard.face_width_target_px / analysis.face_width
+    # DCT-reduced decode: if the face would have to be enlarged to reach the smallest width the
+    # placement may choose, decode again at the scale it needs.
+    needed = (standard.face_width_min_px + standard.placement_margin_px) / analysis.face_width
     if needed <= 1.0:
         return photo, analysis
     reduction = max(1, photo.reduction >> max(1, math.ceil(math.log2(needed))))

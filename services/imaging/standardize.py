@@ -65,6 +65,10 @@ def place(analysis: Analysis, standard: PhotoStandard) -> Placement | None:
     s_hi = min(s_hi, (standard.eye_line_max_px - standard.head_top_min_px - 2 * m) / crown)
     if s_lo > s_hi:
         return None
+    # A DCT-reduced decode is never enlarged when it need not be: a finer decode would have been
+    # sharper, and a face a little under the target width is still inside the range.
+    if analysis.photo.reduction > 1 and s_lo <= 1.0:
+        s_hi = min(s_hi, 1.0)
     scales = np.linspace(s_lo, s_hi, 41)[:, None]
     eyes = np.arange(standard.eye_line_min_px + m, standard.eye_line_max_px - m + 1, 2.0)[None, :]
     tops = eyes - scales * crown
@@ -162,11 +166,16 @@ def _warp_photo(rgb: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> n
     return cv2.warpAffine(small, adjusted[:2], size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+def guided_filter(
+    guide: np.ndarray, src: np.ndarray, radius: int, eps: float, fine_guide: np.ndarray | None = None
+) -> np.ndarray:
     """He et al.'s guided filter with a colour guide: edges of ``src`` snap to edges of ``guide``.
 
     ``guide`` float32 H×W×3 in 0-1, ``src`` float32 H×W. The colour version tells hair from a
-    background of similar brightness, which a grey guide cannot.
+    background of similar brightness, which a grey guide cannot. With ``fine_guide`` (a larger copy
+    of the guide) it is the *fast* guided filter (He & Sun 2015): the linear coefficients, which are
+    smooth, are computed at ``guide``'s size and applied to ``fine_guide``, so the output has the
+    fine guide's size and edges at a quarter of the cost.
     """
     ksize = (2 * radius + 1, 2 * radius + 1)
 
@@ -187,7 +196,13 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     var += np.eye(3, dtype=np.float32) * eps
     coef = _solve_sym3(var, cov_ip)
     offset = mean_p - (coef * mean_i).sum(axis=2)
-    filtered: np.ndarray = (box(coef) * guide).sum(axis=2) + box(offset)
+    coef, offset = box(coef), box(offset)
+    if fine_guide is not None:
+        size = (fine_guide.shape[1], fine_guide.shape[0])
+        coef = cv2.resize(coef, size, interpolation=cv2.INTER_LINEAR)
+        offset = cv2.resize(offset, size, interpolation=cv2.INTER_LINEAR)
+        guide = fine_guide
+    filtered: np.ndarray = np.einsum("ijk,ijk->ij", coef, guide) + offset
     return filtered
 
 
@@ -211,7 +226,12 @@ def _solve_sym3(m: np.ndarray, b: np.ndarray) -> np.ndarray:
 # Matting at half the canvas (240×320): where the segmentation is unsure, each pixel's alpha comes
 # from its colour against the nearest known person and background colours around it.
 _KNOWN_FG, _KNOWN_BG = 0.9, 0.1
-_SAMPLE_RADIUS, _SAMPLE_STEP = 8, 2  # half-canvas pixels: a 33 px neighbourhood on the canvas
+# The colour samples are searched on a quarter-canvas grid (120×160), at these offsets: the pixel,
+# a ring at 2 px and a ring at 4 px (8 and 16 canvas px). Known regions are large, so a sparse
+# pattern finds their colours; a dense per-pixel search at half size cost 25× more.
+_SAMPLE_OFFSETS = ((0, 0), (-2, 0), (2, 0), (0, -2), (0, 2), (-4, 0), (4, 0), (0, -4), (0, 4),
+                   (-3, -3), (-3, 3), (3, -3), (3, 3))  # fmt: skip
+_SAMPLE_RADIUS = 4
 
 
 def _nearest_known(
@@ -219,25 +239,28 @@ def _nearest_known(
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each pixel (ys, xs), the colour of the ``known`` pixel nearby closest to its own colour.
 
-    Returns (colours N×3, squared distances N; inf where no known pixel lies within the radius). The
-    nearest colour, not the local mean: a background of several colours (a flag, a bookcase) is
-    explained by one of its colours, which a mean of them never is.
+    Returns (colours N×3, found N: a known pixel lies at one of the offsets). The nearest colour,
+    not the local mean: a background of several colours (a flag, a bookcase) is explained by one of
+    its colours, which a mean of them never is.
     """
     r = _SAMPLE_RADIUS
-    padded_rgb = np.pad(rgb, ((r, r), (r, r), (0, 0)))
-    padded_known = np.pad(known, r)
+    w = known.shape[1]
+    stride = w + 2 * r
+    flat_rgb = np.pad(rgb, ((r, r), (r, r), (0, 0)), mode="edge").reshape(-1, 3)
+    flat_known = np.pad(known, r).ravel()
+    centre = (ys + r) * stride + (xs + r)
     pixel = rgb[ys, xs]
     best_d = np.full(len(ys), np.inf, np.float32)
     best_c = np.zeros((len(ys), 3), np.float32)
-    for dy in range(-r, r + 1, _SAMPLE_STEP):
-        for dx in range(-r, r + 1, _SAMPLE_STEP):
-            yy, xx = ys + (dy + r), xs + (dx + r)
-            colour = padded_rgb[yy, xx]
-            d = np.where(padded_known[yy, xx], ((colour - pixel) ** 2).sum(axis=1), np.inf)
-            better = d < best_d
-            best_d[better] = d[better]
-            best_c[better] = colour[better]
-    return best_c, best_d
+    for dy, dx in _SAMPLE_OFFSETS:
+        index = centre + (dy * stride + dx)
+        colour = flat_rgb.take(index, axis=0)
+        diff = colour - pixel
+        d = np.where(flat_known.take(index), np.einsum("ij,ij->i", diff, diff), np.inf)
+        better = d < best_d
+        best_d[better] = d[better]
+        best_c[better] = colour[better]
+    return best_c, np.isfinite(best_d)
 
 
 def _colour_alpha(rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -247,16 +270,34 @@ def _colour_alpha(rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nda
     nearest known background colour B (``I = aF + (1 - a)B``). Where F and B are too alike to tell
     apart, the segmentation's value is kept. Returns (alpha, old background colour, unsure mask).
     """
-    fg = cv2.erode((mask > _KNOWN_FG).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    bg = cv2.erode((mask < _KNOWN_BG).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    unsure = ~(fg | bg)
+    kernel = np.ones((3, 3), np.uint8)
+    unsure = ~(
+        cv2.erode((mask > _KNOWN_FG).astype(np.uint8), kernel).astype(bool)
+        | cv2.erode((mask < _KNOWN_BG).astype(np.uint8), kernel).astype(bool)
+    )
     old = np.zeros_like(rgb)
     ys, xs = np.nonzero(unsure)
     alpha = mask.copy()
     if ys.size == 0:
         return alpha, old, unsure
-    f, df = _nearest_known(rgb, fg, ys, xs)
-    b, db = _nearest_known(rgb, bg, ys, xs)
+    h, w = mask.shape
+    q_rgb = cv2.resize(rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    q_mask = cv2.resize(mask, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    q_fg = cv2.erode((q_mask > _KNOWN_FG).astype(np.uint8), kernel).astype(bool)
+    q_bg = cv2.erode((q_mask < _KNOWN_BG).astype(np.uint8), kernel).astype(bool)
+    # Samples for the quarter pixels under the unsure band, read back at half size by position.
+    band = cv2.dilate(
+        cv2.resize(unsure.astype(np.uint8), (w // 2, h // 2), interpolation=cv2.INTER_NEAREST), kernel
+    )
+    qy, qx = np.nonzero(band)
+    slot = np.full((h // 2, w // 2), -1, np.int64)
+    slot[qy, qx] = np.arange(len(qy))
+    at = slot[np.minimum(ys // 2, h // 2 - 1), np.minimum(xs // 2, w // 2 - 1)]
+    samples = []
+    for known in (q_fg, q_bg):
+        colour, found = _nearest_known(q_rgb, known, qy, qx)
+        samples.append((colour[at], found[at] & (at >= 0)))
+    (f, has_f), (b, has_b) = samples
     pixel = rgb[ys, xs]
     fb = f - b
     sep2 = (fb**2).sum(axis=1)
@@ -268,13 +309,13 @@ def _colour_alpha(rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nda
         1.5 - 2.0 * residual / np.maximum(sep, 1e-6), 0.0, 1.0
     )
     # No person colour nearby: the pixel is background the segmentation half-believed in.
-    a = np.where(np.isfinite(df), a, 0.0)
-    trust = np.where(np.isfinite(df) & np.isfinite(db), trust, np.where(np.isfinite(df), 0.0, 1.0))
+    a = np.where(has_f, a, 0.0)
+    trust = np.where(has_f & has_b, trust, np.where(has_f, 0.0, 1.0))
     # Where colour cannot tell, a steeper segmentation: its half-sure fringe (0.2-0.4) is usually old
     # background that borders the person, and hair strands are where colour does tell.
     fallback = np.clip((mask[ys, xs] - 0.5) * 2.5 + 0.5, 0.0, 1.0)
     alpha[ys, xs] = trust * a + (1.0 - trust) * fallback
-    old[ys, xs] = np.where(np.isfinite(db)[:, None], b, pixel)
+    old[ys, xs] = np.where(has_b[:, None], b, pixel)
     return alpha, old, unsure
 
 
@@ -292,7 +333,7 @@ def _keep_person(alpha: np.ndarray, seed: tuple[int, int]) -> np.ndarray:
     label = int(labels[y, x]) if 0 <= y < labels.shape[0] and 0 <= x < labels.shape[1] else 0
     if label == 0:
         label = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    keep = cv2.dilate((labels == label).astype(np.uint8), np.ones((7, 7), np.uint8))
+    keep = cv2.dilate((labels == label).astype(np.uint8), np.ones((5, 5), np.uint8))
     kept: np.ndarray = alpha * keep
     return kept
 
@@ -303,23 +344,30 @@ def _refine_alpha(
     """The matte: colour sampling where the segmentation is unsure, a guided filter, no islands.
 
     Runs at half resolution and is upsampled (alpha and the old background are smooth at that
-    scale; the guided filter's coefficients carry the edges). Returns (alpha, old background,
-    where the old background was sampled), full size.
+    scale; the guided filter's coefficients carry the edges). Returns alpha (full size), and at half
+    size the old background colour (0-255) and where it was sampled.
     """
     h, w = coarse.shape
     small_rgb = cv2.resize(source, (w // 2, h // 2), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
     small_mask = cv2.resize(coarse, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
     sampled, old, unsure = _colour_alpha(small_rgb, small_mask)
-    refined = guided_filter(small_rgb, sampled.astype(np.float32), radius=2, eps=1e-3)
+    # Fast guided filter: coefficients at quarter size (radius 1 = 12 canvas px), edges at half.
+    quarter = (w // 4, h // 4)
+    refined = guided_filter(
+        cv2.resize(small_rgb, quarter, interpolation=cv2.INTER_AREA),
+        cv2.resize(sampled.astype(np.float32), quarter, interpolation=cv2.INTER_AREA),
+        radius=1,
+        eps=1e-3,
+        fine_guide=small_rgb,
+    )
     refined = np.where(unsure, refined, small_mask)
-    refined = cv2.resize(refined, (w, h), interpolation=cv2.INTER_LINEAR)
     # The segmentation is confident far from the edge: keep those regions solid.
-    refined = np.where(coarse > 0.97, 1.0, np.where(coarse < 0.03, 0.0, refined))
-    alpha = np.clip((refined - 0.1) / 0.8, 0.0, 1.0).astype(np.float32)
-    alpha = _keep_person(alpha, (seed[0], seed[1]))
-    old_full = cv2.resize(old * 255.0, (w, h), interpolation=cv2.INTER_LINEAR)
-    sampled_full = cv2.resize(unsure.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
-    return alpha, old_full, sampled_full
+    refined[small_mask > 0.97] = 1.0
+    refined[small_mask < 0.03] = 0.0
+    half = np.clip((refined - 0.1) / 0.8, 0.0, 1.0).astype(np.float32)
+    half = _keep_person(half, (seed[0] // 2, seed[1] // 2))
+    alpha: np.ndarray = cv2.resize(half, (w, h), interpolation=cv2.INTER_LINEAR)
+    return alpha, old * 255.0, unsure
 
 
 def recolour(
@@ -332,25 +380,31 @@ def recolour(
     """Replace the old background by ``background``, removing its colour from the edge pixels.
 
     A pixel is ``I = a F + (1 - a) B_old``; the result is ``a F + (1 - a) B_new = I + (1 - a)(B_new -
-    B_old)``. ``B_old`` is the sampled background colour where the matte sampled one (``sampled``),
-    else the local mean of nearby background pixels. Where the estimate has no background to average
-    (deep inside the person) ``a`` is 1 and it does not matter.
+    B_old)``. ``B_old`` is the sampled background colour where the matte sampled one (``sampled``,
+    at any size that divides the canvas), else the local mean of nearby background pixels. Where the
+    estimate has no background to average (deep inside the person) ``a`` is 1 and it does not matter.
     """
-    img = source.astype(np.float32)
     h, w = alpha.shape
-    # The old background is a smooth field: estimate it at quarter size and upsample.
-    small_img = cv2.resize(img, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
+    new = np.array(background, np.float32)
+    # Pure background is exactly the reference colour (no texture of the old wall left), the solid
+    # person is untouched; only the edge band (a few % of the canvas) is computed.
+    result = source.copy()
+    cv2.copyTo(np.full_like(source, background), (alpha < 0.02).astype(np.uint8), result)
+    ys, xs = np.nonzero((alpha >= 0.02) & (alpha < 1.0))
+    if ys.size == 0:
+        return result
+    # The old background is a smooth field: estimate it at quarter size, read it where needed.
+    small_img = cv2.resize(source, (w // 4, h // 4), interpolation=cv2.INTER_AREA).astype(np.float32)
     weight = cv2.resize((1.0 - alpha) ** 2, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
     num = cv2.boxFilter(small_img * weight[..., None], -1, (11, 11), borderType=cv2.BORDER_REFLECT)
     den = cv2.boxFilter(weight, -1, (11, 11), borderType=cv2.BORDER_REFLECT)
-    old = cv2.resize(num / np.maximum(den, 1e-4)[..., None], (w, h), interpolation=cv2.INTER_LINEAR)
+    old = (num / np.maximum(den, 1e-4)[..., None])[ys // 4, xs // 4]
     if old_background is not None and sampled is not None:
-        old = np.where(sampled[..., None], old_background, old)
-    new = np.array(background, np.float32)
-    out = img + (1.0 - alpha)[..., None] * (new - old)
-    # Pure background is exactly the reference colour: uniform, no texture of the old wall left.
-    out = np.where((alpha < 0.02)[..., None], new, out)
-    result: np.ndarray = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+        k = h // sampled.shape[0]
+        old = np.where(sampled[ys // k, xs // k, None], old_background[ys // k, xs // k], old)
+    a = alpha[ys, xs, None]
+    edge = source[ys, xs].astype(np.float32) + (1.0 - a) * (new - old)
+    result[ys, xs] = np.clip(edge + 0.5, 0, 255).astype(np.uint8)
     return result
 
 
@@ -386,44 +440,69 @@ def _set_jfif_density(jpeg: bytes, dpi: int) -> bytes:
     return jpeg[:13] + bytes([1]) + dpi.to_bytes(2, "big") + dpi.to_bytes(2, "big") + jpeg[18:]
 
 
-def _encode(rgb: np.ndarray, quality: int) -> bytes:
+def _encode(bgr: np.ndarray, quality: int) -> bytes:
     params = [
         cv2.IMWRITE_JPEG_QUALITY, quality,
         cv2.IMWRITE_JPEG_OPTIMIZE, 1,
         cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420,
     ]  # fmt: skip
-    ok, buffer = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    ok, buffer = cv2.imencode(".jpg", bgr, params)
     if not ok:
         raise RuntimeError("JPEG encoding failed")
     return buffer.tobytes()
 
 
+# Where the quality search starts (typical for a 480×640 portrait at 40 KB), and how fast the file
+# grows with quality before two sizes are known (d ln(bytes) / d quality, measured 0.02-0.06).
+_FIRST_QUALITY = 85
+_LOG_SIZE_SLOPE = 0.035
+
+
 def encode_jpeg(rgb: np.ndarray, standard: PhotoStandard) -> tuple[bytes, int]:
     """The highest quality in [min, max] whose file fits ``file_max_bytes``; 300 dpi; no padding.
 
-    File size grows with quality; the search keeps a bracket (fits, too big) and guesses inside it
-    by interpolating the sizes, which settles in ~3-4 encodes (~2 ms each at 480×640). If even the
+    A secant search on log(size) against quality: start at a typical quality, predict the quality
+    that hits the limit from the sizes seen so far, and stop once the answer is bracketed by a
+    quality that fits and the next one that does not (usually 3 encodes, ~3 ms each). If even the
     minimum quality is too large, that file is returned: its size is reported, never faked.
     """
     limit = standard.file_max_bytes
     lo_q, hi_q = standard.jpeg_min_quality, standard.jpeg_max_quality
-    lo = _encode(rgb, lo_q)
-    if len(lo) > limit or lo_q == hi_q:
-        return _set_jfif_density(lo, standard.dpi), lo_q
-    hi = _encode(rgb, hi_q)
-    if len(hi) <= limit:
-        return _set_jfif_density(hi, standard.dpi), hi_q
-    sizes = {lo_q: len(lo), hi_q: len(hi)}
-    best, best_q = lo, lo_q
-    while hi_q - lo_q > 1:
-        # Interpolate in the bracket, but never on its ends, so it always shrinks.
-        span = sizes[hi_q] - sizes[lo_q]
-        guess = lo_q + round((limit - sizes[lo_q]) / span * (hi_q - lo_q)) if span > 0 else (lo_q + hi_q) // 2
-        q = min(max(guess, lo_q + 1), hi_q - 1)
-        data = _encode(rgb, q)
-        sizes[q] = len(data)
-        if len(data) <= limit:
-            best, best_q, lo_q = data, q, q
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    files: dict[int, bytes] = {}
+    fits: int | None = None  # the highest quality known to fit
+    big: int | None = None  # the lowest quality known not to fit
+    q = min(max(_FIRST_QUALITY, lo_q), hi_q)
+    while True:
+        files[q] = _encode(bgr, q)
+        if len(files[q]) <= limit:
+            fits = q if fits is None else max(fits, q)
         else:
-            hi_q = q
-    return _set_jfif_density(best, standard.dpi), best_q
+            big = q if big is None else min(big, q)
+        if fits is not None and (fits == hi_q or big == fits + 1):
+            return _set_jfif_density(files[fits], standard.dpi), fits
+        if big == lo_q:
+            return _set_jfif_density(files[lo_q], standard.dpi), lo_q
+        q = _next_quality(files, fits, big, limit, lo_q, hi_q)
+
+
+def _next_quality(
+    files: dict[int, bytes], fits: int | None, big: int | None, limit: int, lo_q: int, hi_q: int
+) -> int:
+    """The quality predicted to hit ``limit``, strictly inside the bracket (so the search ends)."""
+    log_limit = math.log(limit)
+    if fits is not None and big is not None:
+        lo_size, hi_size = math.log(len(files[fits])), math.log(len(files[big]))
+        guess = fits + (log_limit - lo_size) / max(hi_size - lo_size, 1e-9) * (big - fits)
+        return min(max(math.floor(guess), fits + 1), big - 1)
+    known = sorted(files)
+    slope = _LOG_SIZE_SLOPE
+    if len(known) >= 2:
+        a, b = known[0], known[-1]
+        slope = max((math.log(len(files[b])) - math.log(len(files[a]))) / (b - a), 1e-3)
+    if fits is not None:  # everything tried fits: go up
+        guess = fits + (log_limit - math.log(len(files[fits]))) / slope
+        return min(max(math.floor(guess), fits + 1), hi_q)
+    assert big is not None  # everything tried is too big: go down
+    guess = big - (math.log(len(files[big])) - log_limit) / slope
+    return max(min(math.floor(guess), big - 1), lo_q)

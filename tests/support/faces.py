@@ -3,7 +3,8 @@
 Sources (no download): matplotlib's `grace_hopper.jpg` (a frontal studio portrait, the photo that
 passes every check but headwear: she wears a cap), scikit-image's `astronaut`, and the sample images
 in insightface's wheel (`t1.jpg`, a group photo whose faces are turned, squinting and smiling;
-`mask_*.jpg`, no face). insightface is installed without its dependencies and never imported: its files are read by path.
+`mask_*.jpg`, no face). insightface is installed without its dependencies and never imported: its
+files are read by path.
 """
 
 from __future__ import annotations

@@ -129,4 +129,6 @@ def test_large_jpegs_are_decoded_reduced_by_dct_scaling() -> None:
     assert choose_reduction(8000, 6000, 1200) == 4
     big = np.zeros((3000, 4000, 3), np.uint8)
     photo = open_photo(faces.jpeg(big, 70), max_bytes=1 << 26, max_pixels=50_000_000, min_side=240)
-    assert photo.reduction == 2 and photo.rgb.shape == (1500, 2000, 3) and photo.full_size == (4000, 3000)
+    # The default keeps the short side ≥ 700 px: 1/4 scale for 12 MP, a full decode for 2 MP.
+    assert photo.reduction == 4 and photo.rgb.shape == (750, 1000, 3) and photo.full_size == (4000, 3000)
+    assert choose_reduction(1600, 1200, 700) == 1

@@ -93,8 +93,12 @@ def standardised(models: FaceModels, img: np.ndarray) -> Report:
         lambda: faces.rotated(faces.hopper(), -10),
         lambda: np.ascontiguousarray(faces.hopper()[:, ::-1]),
         lambda: cv2.copyMakeBorder(faces.hopper(), 300, 200, 400, 400, cv2.BORDER_REPLICATE),
+        # 4000×3000: decoded at 1/4 first, where the face is too small, then again at full size.
+        lambda: cv2.copyMakeBorder(
+            cv2.resize(faces.hopper(), (1024, 1200)), 900, 900, 1488, 1488, cv2.BORDER_REPLICATE
+        ),
     ],
-    ids=["hopper", "rotated+15", "rotated-10", "mirrored", "small-in-large-frame"],
+    ids=["hopper", "rotated+15", "rotated-10", "mirrored", "small-in-large-frame", "small-in-12mp"],
 )
 def test_written_jpeg_meets_the_standard(models: FaceModels, photo) -> None:
     report = standardised(models, photo())
