@@ -30,6 +30,7 @@ from services.gateway.context import (
     Limiters,
 )
 from services.gateway.errors import error_handling, json_response, request_context
+from services.gateway.funnel import funnel_loop
 from services.gateway.handlers import GatewayHandlers
 from services.gateway.payments import reconciliation_loop
 from services.gateway.privacy import FieldCipher
@@ -123,7 +124,10 @@ async def start_background(app: web.Application, runtime: Runtime) -> list[async
         ),
         name="reconciliation",
     )
-    return [reconcile]
+    funnel = asyncio.create_task(
+        funnel_loop(runtime.database, interval_s=settings.gateway_funnel_interval_s), name="funnel"
+    )
+    return [reconcile, funnel]
 
 
 async def stop_background(app: web.Application, tasks: list[asyncio.Task[None]]) -> None:

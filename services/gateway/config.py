@@ -36,3 +36,5 @@ class GatewaySettings(Settings):
     gateway_order_expiry_minutes: int = Field(default=30, ge=5, le=120)
     gateway_reconcile_interval_s: float = Field(default=60, gt=0)
     gateway_reconcile_after_s: float = Field(default=120, ge=0)
+    # How often the applications-by-state gauge (the funnel on the dashboard) is recounted.
+    gateway_funnel_interval_s: float = Field(default=30, gt=0)

@@ -407,3 +407,17 @@ async def test_roster_eligibility_and_the_onsite_rule(env):
         student = await system.student("o-nobody")
         status, scan = await student.submit_text(code_text())
         assert (await student.wait_for_scan(scan["scan_id"]))["reason"] == "not_in_roster"
+
+
+async def test_the_funnel_gauge_counts_applications_by_state(env):
+    from prometheus_client import REGISTRY
+
+    from services.gateway.funnel import refresh_funnel
+
+    async with running_system(env, roster=[ROSTER_ROW, SECOND_ROW]) as system:
+        await system.paid_student("o-funnel-1")
+        await system.verified_student("o-funnel-2", SECOND_ROW)
+        counts = await refresh_funnel(system.gateway.database)
+        assert counts == {("10487", "paid"): 1, ("10487", "code_verified"): 1}
+        sample = REGISTRY.get_sample_value("applications_by_state", {"school": "10487", "state": "paid"})
+        assert sample == 1.0
