@@ -264,22 +264,24 @@ def _nearest_known(
 
 
 def _colour_alpha(rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Alpha in the segmentation's uncertain band from colour, and the old background there.
+    """Alpha in the segmentation's uncertain band from colour, and the person's colour there.
 
     Each unsure pixel is projected onto the line between its nearest known person colour F and
     nearest known background colour B (``I = aF + (1 - a)B``). Where F and B are too alike to tell
-    apart, the segmentation's value is kept. Returns (alpha, old background colour, unsure mask).
+    apart, the segmentation's value is kept. The person's colour is ``(I - (1 - a)B) / a`` where that
+    model explains the pixel, else F itself: so no colour of the old background is carried into the
+    edge even where alpha is wrong. Returns (alpha, person colour, unsure mask).
     """
     kernel = np.ones((3, 3), np.uint8)
     unsure = ~(
         cv2.erode((mask > _KNOWN_FG).astype(np.uint8), kernel).astype(bool)
         | cv2.erode((mask < _KNOWN_BG).astype(np.uint8), kernel).astype(bool)
     )
-    old = np.zeros_like(rgb)
+    fore = np.zeros_like(rgb)
     ys, xs = np.nonzero(unsure)
     alpha = mask.copy()
     if ys.size == 0:
-        return alpha, old, unsure
+        return alpha, fore, unsure
     h, w = mask.shape
     q_rgb = cv2.resize(rgb, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
     q_mask = cv2.resize(mask, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
@@ -315,8 +317,25 @@ def _colour_alpha(rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nda
     # background that borders the person, and hair strands are where colour does tell.
     fallback = np.clip((mask[ys, xs] - 0.5) * 2.5 + 0.5, 0.0, 1.0)
     alpha[ys, xs] = trust * a + (1.0 - trust) * fallback
-    old[ys, xs] = np.where(has_b[:, None], b, pixel)
-    return alpha, old, unsure
+    unmixed = np.clip((pixel - (1 - a[:, None]) * b) / np.maximum(a, 0.05)[:, None], 0.0, 1.0)
+    fore[ys, xs] = np.where(has_f[:, None], trust[:, None] * unmixed + (1 - trust[:, None]) * f, pixel)
+    return alpha, fore, unsure
+
+
+def _drop_thin_unsure(alpha: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Remove thin solid slivers (≤ 4 canvas px wide) where the segmentation itself was unsure.
+
+    A flagpole or a stripe of the old background beside the head, coloured like something on the
+    person (gold braid, a white cap, dark cloth), survives the colour test as a sliver; the
+    person's own outline is broad, and hair strands are soft (alpha < 0.5), so neither is touched.
+    """
+    solid = (alpha > 0.5).astype(np.uint8)
+    opened = cv2.morphologyEx(solid, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    sliver = (solid > opened) & (mask < 0.75)
+    if sliver.any():
+        alpha = alpha.copy()
+        alpha[sliver] = 0.0
+    return alpha
 
 
 def _keep_person(alpha: np.ndarray, seed: tuple[int, int]) -> np.ndarray:
@@ -345,12 +364,12 @@ def _refine_alpha(
 
     Runs at half resolution and is upsampled (alpha and the old background are smooth at that
     scale; the guided filter's coefficients carry the edges). Returns alpha (full size), and at half
-    size the old background colour (0-255) and where it was sampled.
+    size the person's colour (0-255) where the segmentation was unsure, and that region.
     """
     h, w = coarse.shape
     small_rgb = cv2.resize(source, (w // 2, h // 2), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
     small_mask = cv2.resize(coarse, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    sampled, old, unsure = _colour_alpha(small_rgb, small_mask)
+    sampled, fore, unsure = _colour_alpha(small_rgb, small_mask)
     # Fast guided filter: coefficients at quarter size (radius 1 = 12 canvas px), edges at half.
     quarter = (w // 4, h // 4)
     refined = guided_filter(
@@ -365,24 +384,25 @@ def _refine_alpha(
     refined[small_mask > 0.97] = 1.0
     refined[small_mask < 0.03] = 0.0
     half = np.clip((refined - 0.1) / 0.8, 0.0, 1.0).astype(np.float32)
+    half = _drop_thin_unsure(half, small_mask)
     half = _keep_person(half, (seed[0] // 2, seed[1] // 2))
     alpha: np.ndarray = cv2.resize(half, (w, h), interpolation=cv2.INTER_LINEAR)
-    return alpha, old * 255.0, unsure
+    return alpha, fore * 255.0, unsure
 
 
 def recolour(
     source: np.ndarray,
     alpha: np.ndarray,
     background: tuple[int, int, int],
-    old_background: np.ndarray | None = None,
+    foreground: np.ndarray | None = None,
     sampled: np.ndarray | None = None,
 ) -> np.ndarray:
     """Replace the old background by ``background``, removing its colour from the edge pixels.
 
-    A pixel is ``I = a F + (1 - a) B_old``; the result is ``a F + (1 - a) B_new = I + (1 - a)(B_new -
-    B_old)``. ``B_old`` is the sampled background colour where the matte sampled one (``sampled``,
-    at any size that divides the canvas), else the local mean of nearby background pixels. Where the
-    estimate has no background to average (deep inside the person) ``a`` is 1 and it does not matter.
+    A pixel is ``I = a F + (1 - a) B_old``; the result is ``a F + (1 - a) B_new``. Where the matte
+    sampled colours (``sampled``, at any size) ``F`` is its estimate of the
+    person's colour (``foreground``); elsewhere on the edge the result is ``I + (1 - a)(B_new -
+    B_old)`` with ``B_old`` the local mean of nearby background pixels.
     """
     h, w = alpha.shape
     new = np.array(background, np.float32)
@@ -399,11 +419,13 @@ def recolour(
     num = cv2.boxFilter(small_img * weight[..., None], -1, (11, 11), borderType=cv2.BORDER_REFLECT)
     den = cv2.boxFilter(weight, -1, (11, 11), borderType=cv2.BORDER_REFLECT)
     old = (num / np.maximum(den, 1e-4)[..., None])[ys // 4, xs // 4]
-    if old_background is not None and sampled is not None:
-        k = h // sampled.shape[0]
-        old = np.where(sampled[ys // k, xs // k, None], old_background[ys // k, xs // k], old)
     a = alpha[ys, xs, None]
     edge = source[ys, xs].astype(np.float32) + (1.0 - a) * (new - old)
+    if foreground is not None and sampled is not None:
+        # Bilinear, so the half-size estimate leaves no 2×2 blocks on the edge.
+        fore = cv2.resize(foreground, (w, h), interpolation=cv2.INTER_LINEAR)[ys, xs]
+        share = cv2.resize(sampled.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)[ys, xs, None]
+        edge = share * (a * fore + (1.0 - a) * new) + (1.0 - share) * edge
     result[ys, xs] = np.clip(edge + 0.5, 0, 255).astype(np.uint8)
     return result
 
@@ -419,14 +441,14 @@ def render(analysis: Analysis, placement: Placement, standard: PhotoStandard) ->
         analysis.mask, window_to_canvas, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
     nose = apply_affine(placement.matrix, analysis.landmarks[[NOSE_TIP]])[0]
-    alpha, old, sampled = _refine_alpha(source, coarse, (round(nose[0]), round(nose[1])))
+    alpha, fore, sampled = _refine_alpha(source, coarse, (round(nose[0]), round(nose[1])))
     ones = np.ones(photo.shape[:2], np.uint8)
     inside = cv2.warpAffine(ones, placement.matrix, size, flags=cv2.INTER_NEAREST, borderValue=0).astype(bool)
     return Rendered(
         source=source,
         alpha=alpha,
         inside=inside,
-        rgb=recolour(source, alpha, standard.background_rgb, old, sampled),
+        rgb=recolour(source, alpha, standard.background_rgb, fore, sampled),
     )
 
 

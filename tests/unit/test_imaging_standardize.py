@@ -204,7 +204,7 @@ def test_no_old_background_survives_on_real_portraits(models: FaceModels, name: 
     Background here is judged without the matte under test: where the segmentation model itself says
     background (eroded), plus a band along the top and down the sides to the eye line. Before the
     colour-sampled matte, 1-5.5% of those pixels kept the old background (the flag beside Grace
-    Hopper's cap, the crowd behind the group faces); now under 0.15%.
+    Hopper's cap, the crowd behind the group faces); now 0.05% at most.
     """
     data = faces.jpeg(PORTRAITS[name]())
     report = check_photo(data, models, standard=STANDARD)
