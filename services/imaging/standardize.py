@@ -5,13 +5,15 @@
    width all land inside the standard's ranges with a safety margin, as close as possible to the
    targets, preferring windows that stay inside the original photo.
 2. **Rendering** (:func:`render`): the photo is warped once (pre-shrunk with area averaging when it is
-   much larger, so nothing aliases); the segmentation mask is warped the same way and refined with a
-   guided filter on the output, so hair keeps its strands instead of a blocky or haloed edge.
-3. **Recolouring**: the background becomes RGB(100, 197, 255) with colour decontamination: at the
-   edges the old background's share of each pixel is estimated from the nearby background and
+   much larger, so nothing aliases); the segmentation mask is warped the same way and, where the
+   model is unsure, matted from colour (each pixel against the nearest known person and background
+   colours), smoothed by a fast guided filter and cleared of islands and slivers, so hair keeps its
+   strands and no piece of the old background (a flag, a doorframe) survives beside the head.
+3. **Recolouring**: the background becomes RGB(100, 197, 255) with colour decontamination: edge
+   pixels take the matte's estimate of the person's colour, or have the nearby background's share
    replaced by the new colour, so no old-background tint is left on hair or shoulders.
 4. **Encoding** (:func:`encode_jpeg`): baseline JPEG, 4:2:0, 300 dpi in the JFIF header, the highest
-   quality ≥ 60 whose file is at most 40 KB (binary search). Bytes are never padded.
+   quality ≥ 60 whose file is at most 40 KB (secant search, 2-4 encodes). Bytes are never padded.
 """
 
 from __future__ import annotations
