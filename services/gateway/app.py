@@ -14,6 +14,8 @@ from aiohttp import web
 from services.gateway.api import account, codes, journey, orders, photos
 from services.gateway.api.registry import Api
 from services.gateway.config import GatewaySettings
+from services.gateway.console.wiring import INDEXES as CONSOLE_INDEXES
+from services.gateway.console.wiring import install_console
 from services.gateway.context import (
     APPLICATIONS,
     BLOBS,
@@ -66,7 +68,7 @@ def build_app(
         middlewares=[request_context, error_handling],
         client_max_size=settings.gateway_max_upload_bytes + 64 * 1024,
     )
-    runtime = Runtime(settings, indexes=[INDEXES], app=app)
+    runtime = Runtime(settings, indexes=[INDEXES, CONSOLE_INDEXES], app=app)
     relay = OutboxRelay(
         runtime.database,
         runtime.bus,
@@ -105,6 +107,7 @@ def build_app(
     app.cleanup_ctx.append(wechat_clients)
     API.install(app)
     app.router.add_get("/api/v1/openapi.json", openapi_document)
+    install_console(app, runtime.database, settings)
     return app, runtime
 
 

@@ -38,3 +38,13 @@ class GatewaySettings(Settings):
     gateway_reconcile_after_s: float = Field(default=120, ge=0)
     # How often the applications-by-state gauge (the funnel on the dashboard) is recounted.
     gateway_funnel_interval_s: float = Field(default=30, gt=0)
+    # Operator console (/console): session cookie lifetime, login throttling, review leases, imports.
+    console_session_ttl_minutes: float = Field(default=480, gt=0)
+    # Secure cookies need HTTPS (the ingress terminates TLS); only a plain-HTTP local run turns it off.
+    console_cookie_secure: bool = True
+    # Per email and per client address: a burst of attempts, then this many a minute.
+    console_login_burst: int = Field(default=5, ge=1)
+    console_login_per_minute: float = Field(default=2, gt=0)
+    console_review_lease_s: float = Field(default=300, ge=5)
+    # A roster file or an admission-photo zip; must fit the HTTP body limit (gateway_max_upload_bytes).
+    console_max_import_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

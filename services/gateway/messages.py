@@ -36,6 +36,34 @@ ERROR_MESSAGES: dict[str, str] = {
     "busy": "请求过于集中，请稍后重试。",
     "service_unavailable": "服务繁忙，请稍后再试。",
     "internal_error": "系统繁忙，请稍后再试；如多次出现请联系客服。",
+    # Operator console (/console): operators read Chinese or English, so both.
+    "console_unauthenticated": "请先登录管理后台。(Sign in to the console.)",
+    "invalid_credentials": "邮箱或密码不正确。(Wrong email or password.)",
+    "csrf_failed": "页面已过期，请刷新后重试。(Missing or wrong CSRF token: reload the page.)",
+    "review_lease_held": "该案例正由其他审核员处理。(Another reviewer holds this case.)",
+    "reason_required": "请选择不通过原因。(Pick a rejection reason from the list.)",
+    "no_paid_order": "该申请没有可退款的订单。(No paid order to refund.)",
+    "refund_failed": "退款申请失败，请稍后重试。(WeChat Pay refused the refund; try again later.)",
+    "import_too_large": "导入文件过大。(The import file is too large.)",
+    "roster_invalid": "名单文件无法读取，请检查格式。(The roster file cannot be read.)",
+    "unsafe_archive": "照片压缩包包含不安全的文件路径。(The photo archive has unsafe paths.)",
+    "unknown_consumer": "没有这个队列。(No such consumer queue.)",
+    "dead_letter_not_found": "死信消息不存在或已被处理。(The dead message is gone or was handled.)",
+    "photo_not_rejected": "该照片未被质量检查拒绝。(The photo was not rejected by the quality check.)",
+}
+
+# Why a reviewer rejects a photo (审核未通过): the student reads the label (seed step 12).
+REVIEW_REASONS: dict[str, str] = {
+    "background": "背景不是均匀的浅蓝色或有阴影",
+    "head_position": "头部位置或大小不符合要求",
+    "not_the_student": "照片与录取照片不是同一人",
+    "headwear_or_glasses": "佩戴帽子、有色或反光眼镜、首饰",
+    "hair_covers_face": "头发遮挡眉毛、眼睛或耳朵",
+    "lighting": "光线不均匀、过曝或有阴阳脸",
+    "expression": "表情或姿态不自然（未正视、闭眼、张嘴）",
+    "retouched": "照片经过美颜、修饰或翻拍",
+    "clothing": "服装颜色与背景相近",
+    "other": "其他原因",
 }
 
 # Why a verified code still cannot be used (applied by the gateway after the codec decoded it).

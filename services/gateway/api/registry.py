@@ -174,6 +174,16 @@ _ERROR_SCHEMA = {
 
 _STATUS_OF: dict[str, int] = {
     "unauthenticated": 401,
+    "console_unauthenticated": 401,
+    "invalid_credentials": 401,
+    "csrf_failed": 403,
+    "review_lease_held": 409,
+    "no_paid_order": 409,
+    "photo_not_rejected": 409,
+    "refund_failed": 502,
+    "import_too_large": 413,
+    "unknown_consumer": 404,
+    "dead_letter_not_found": 404,
     "forbidden": 403,
     "not_found": 404,
     "method_not_allowed": 405,

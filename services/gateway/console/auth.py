@@ -1,0 +1,231 @@
+"""Console sessions: a random token in a Secure HttpOnly SameSite=Strict cookie, a CSRF token checked
+on every state-changing request (double submit: cookie and header must match the session's), expiry,
+and login throttling per email and per client address.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+from pymongo import IndexModel
+
+from services.gateway.api.common import json_body
+from services.gateway.api.registry import Api
+from services.gateway.config import GatewaySettings
+from services.gateway.console.operators import Operator, Operators, Role
+from services.gateway.errors import ApiError, json_response
+from services.gateway.ratelimit import RateLimiter
+from shared.db import Database
+from shared.events import utcnow
+
+if TYPE_CHECKING:  # audit.py's routes need `operator` from here
+    from services.gateway.console.audit import AuditLog
+
+SESSION_COOKIE = "console_session"
+CSRF_COOKIE = "console_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+COOKIE_PATH = "/console"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+INDEXES = {
+    "console_sessions": [
+        IndexModel([("expires_at", 1)], expireAfterSeconds=0),
+        IndexModel([("operator_id", 1)]),
+    ],
+}
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    operator_id: str
+    csrf: str
+
+
+class ConsoleSessions:
+    """Stored hashed and read on every request (no cache): logging out or expiring takes effect at once."""
+
+    def __init__(self, database: Database, ttl: timedelta) -> None:
+        self.collection = database.db["console_sessions"]
+        self.ttl = ttl
+
+    @staticmethod
+    def _hash(token: str) -> str:
+        return hashlib.sha256(token.encode()).hexdigest()
+
+    async def create(self, operator_id: str) -> tuple[str, str]:
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        now = utcnow()
+        await self.collection.insert_one(
+            {
+                "_id": self._hash(token),
+                "operator_id": operator_id,
+                "csrf": csrf,
+                "created_at": now,
+                "expires_at": now + self.ttl,
+            }
+        )
+        return token, csrf
+
+    async def resolve(self, token: str) -> ConsoleSession | None:
+        if not token or len(token) > 128:
+            return None
+        doc = await self.collection.find_one({"_id": self._hash(token)})
+        if doc is None or doc["expires_at"] <= utcnow():
+            return None
+        return ConsoleSession(str(doc["operator_id"]), str(doc["csrf"]))
+
+    async def revoke(self, token: str) -> None:
+        await self.collection.delete_one({"_id": self._hash(token)})
+
+
+@dataclass
+class Console:
+    """What the console's handlers need, on the app under CONSOLE."""
+
+    settings: GatewaySettings
+    operators: Operators
+    sessions: ConsoleSessions
+    audit: AuditLog
+    login_by_email: RateLimiter
+    login_by_address: RateLimiter
+
+
+CONSOLE = web.AppKey("console", Console)
+
+
+def set_session_cookies(response: web.Response, settings: GatewaySettings, token: str, csrf: str) -> None:
+    max_age = int(settings.console_session_ttl_minutes * 60)
+    secure = settings.console_cookie_secure
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        path=COOKIE_PATH,
+        max_age=max_age,
+        secure=secure,
+        httponly=True,
+        samesite="Strict",
+    )
+    # Readable by the console's script, which echoes it in the X-CSRF-Token header.
+    response.set_cookie(
+        CSRF_COOKIE, csrf, path=COOKIE_PATH, max_age=max_age, secure=secure, httponly=False, samesite="Strict"
+    )
+
+
+def clear_session_cookies(response: web.Response) -> None:
+    response.del_cookie(SESSION_COOKIE, path=COOKIE_PATH)
+    response.del_cookie(CSRF_COOKIE, path=COOKIE_PATH)
+
+
+async def operator(request: web.Request, *roles: Role) -> Operator:
+    """The signed-in operator (401), with a valid CSRF token on state-changing requests (403), in one of `roles` (403)."""
+    console = request.app[CONSOLE]
+    session = await console.sessions.resolve(request.cookies.get(SESSION_COOKIE, ""))
+    if session is None:
+        raise ApiError(401, "console_unauthenticated")
+    if request.method not in SAFE_METHODS:
+        header = request.headers.get(CSRF_HEADER, "")
+        cookie = request.cookies.get(CSRF_COOKIE, "")
+        if not (
+            header
+            and hmac.compare_digest(header.encode(), cookie.encode())
+            and hmac.compare_digest(header.encode(), session.csrf.encode())
+        ):
+            raise ApiError(403, "csrf_failed")
+    who = await console.operators.get(session.operator_id)
+    if who is None:
+        raise ApiError(401, "console_unauthenticated")
+    structlog.contextvars.bind_contextvars(operator_id=who.operator_id)
+    if roles and who.role not in roles:
+        await console.audit.record(request, who, "forbidden", path=request.rel_url.path, outcome="refused")
+        raise ApiError(403, "forbidden")
+    return who
+
+
+# --- routes --------------------------------------------------------------------------------------
+
+api = Api()
+
+
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(min_length=3, max_length=254)
+    password: str = Field(min_length=1, max_length=256)
+
+
+class OperatorView(BaseModel):
+    operator_id: str
+    email: str
+    role: str
+    schools: list[str]
+    all_schools: bool
+
+
+class LoginResponse(BaseModel):
+    operator: OperatorView
+    csrf_token: str = Field(description=f"also in the {CSRF_COOKIE} cookie; send it as {CSRF_HEADER}")
+    expires_at: datetime
+
+
+def operator_view(who: Operator) -> OperatorView:
+    return OperatorView(
+        operator_id=who.operator_id,
+        email=who.email,
+        role=str(who.role),
+        schools=list(who.schools),
+        all_schools=who.all_schools,
+    )
+
+
+@api.route(
+    "POST",
+    "/console/api/v1/login",
+    summary="Sign in with email and password; sets the session and CSRF cookies",
+    body=LoginRequest,
+    response=LoginResponse,
+    auth=False,
+    errors=("invalid_credentials", "rate_limited"),
+)
+async def console_login(request: web.Request) -> web.Response:
+    console = request.app[CONSOLE]
+    body = await json_body(request, LoginRequest)
+    email = body.email.strip().lower()
+    wait = max(console.login_by_email.allow(email), console.login_by_address.allow(request.remote or "-"))
+    if wait > 0:
+        await console.audit.record(request, None, "login", email=email, outcome="throttled")
+        raise ApiError(429, "rate_limited", retry_after_s=round(wait, 1))
+    who = await console.operators.authenticate(email, body.password)
+    if who is None:
+        await console.audit.record(request, None, "login", email=email, outcome="failed")
+        raise ApiError(401, "invalid_credentials")
+    token, csrf = await console.sessions.create(who.operator_id)
+    await console.audit.record(request, who, "login")
+    reply = LoginResponse(
+        operator=operator_view(who), csrf_token=csrf, expires_at=utcnow() + console.sessions.ttl
+    )
+    response = json_response(reply.model_dump(mode="json"))
+    set_session_cookies(response, console.settings, token, csrf)
+    return response
+
+
+@api.route("POST", "/console/api/v1/logout", summary="End the session", status=204, errors=("csrf_failed",))
+async def console_logout(request: web.Request) -> web.Response:
+    who = await operator(request)
+    await request.app[CONSOLE].sessions.revoke(request.cookies.get(SESSION_COOKIE, ""))
+    await request.app[CONSOLE].audit.record(request, who, "logout")
+    response = web.Response(status=204)
+    clear_session_cookies(response)
+    return response
+
+
+@api.route("GET", "/console/api/v1/me", summary="The signed-in operator", response=OperatorView)
+async def console_me(request: web.Request) -> web.Response:
+    who = await operator(request)
+    return json_response(operator_view(who).model_dump())

@@ -1,0 +1,121 @@
+"""Operator accounts: roles, the schools each operator may see, passwords hashed with scrypt."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pymongo import IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from shared.db import Database, Document
+from shared.events import new_id, utcnow
+
+INDEXES = {
+    "operators": [IndexModel([("email", 1)], unique=True)],
+}
+
+# scrypt at n=2^14, r=8, p=1 (16 MiB): OWASP's minimum for interactive logins, stdlib only.
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+_MAXMEM = 64 * 1024 * 1024
+
+
+class Role(StrEnum):
+    ADMIN = "admin"  # everything, every school: accounts, dead letters, audit search
+    REVIEWER = "reviewer"  # review and exception queues of their schools
+    SUPPORT = "support"  # students of their schools: history, unbinding, refunds; rosters
+
+
+@dataclass(frozen=True)
+class Operator:
+    operator_id: str
+    email: str
+    role: Role
+    schools: tuple[str, ...]
+
+    @property
+    def all_schools(self) -> bool:
+        return self.role is Role.ADMIN
+
+    def sees(self, school_code: str | None) -> bool:
+        return self.all_schools or (school_code is not None and school_code in self.schools)
+
+    def school_filter(self, field: str = "school_code") -> dict[str, Any]:
+        """A MongoDB filter limiting a query to the operator's schools."""
+        return {} if self.all_schools else {field: {"$in": list(self.schools)}}
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, maxmem=_MAXMEM, dklen=32, **_SCRYPT)
+    n, r, p = _SCRYPT["n"], _SCRYPT["r"], _SCRYPT["p"]
+    return f"scrypt${n}${r}${p}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        candidate = hashlib.scrypt(
+            password.encode(),
+            salt=bytes.fromhex(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            maxmem=_MAXMEM,
+            dklen=len(digest) // 2,
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(candidate.hex(), digest)
+
+
+# Verified against when the email is unknown, so a login takes as long either way.
+_DUMMY_HASH = hash_password(secrets.token_hex(16))
+
+
+class OperatorExists(Exception):
+    pass
+
+
+class Operators:
+    def __init__(self, database: Database) -> None:
+        self.collection = database.db["operators"]
+
+    async def create(self, email: str, password: str, role: Role, schools: list[str]) -> Operator:
+        if len(password) < 12:
+            raise ValueError("the password must have at least 12 characters")
+        doc = {
+            "_id": new_id(),
+            "email": email.strip().lower(),
+            "password_hash": hash_password(password),
+            "role": str(role),
+            "schools": sorted(set(schools)),
+            "active": True,
+            "created_at": utcnow(),
+        }
+        try:
+            await self.collection.insert_one(doc)
+        except DuplicateKeyError as exc:
+            raise OperatorExists(email) from exc
+        return _operator(doc)
+
+    async def get(self, operator_id: str) -> Operator | None:
+        doc = await self.collection.find_one({"_id": operator_id, "active": True})
+        return _operator(doc) if doc else None
+
+    async def authenticate(self, email: str, password: str) -> Operator | None:
+        doc = await self.collection.find_one({"email": email.strip().lower(), "active": True})
+        if doc is None:
+            verify_password(password, _DUMMY_HASH)
+            return None
+        return _operator(doc) if verify_password(password, str(doc["password_hash"])) else None
+
+
+def _operator(doc: Document) -> Operator:
+    return Operator(str(doc["_id"]), str(doc["email"]), Role(doc["role"]), tuple(doc.get("schools") or ()))

@@ -1,0 +1,286 @@
+"""The review queue: the oldest IN_REVIEW case of the operator's schools, claimed with a lease so two
+reviewers never get the same case, and the decision (审核通过 / 审核未通过) written with its
+`review.decided.v1` event in one Applications.mutate (outbox).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+from pymongo import IndexModel
+from pymongo.errors import DuplicateKeyError
+
+from services.gateway.api.common import json_body
+from services.gateway.api.registry import Api
+from services.gateway.applications import Action, IllegalTransition, State, transition
+from services.gateway.console.auth import CONSOLE, operator
+from services.gateway.console.cases import PREFIX, CaseView, case_view, scoped_application
+from services.gateway.console.operators import Operator, Role
+from services.gateway.context import APPLICATIONS, DATABASE, REQUEST_ID, SCHOOLS
+from services.gateway.errors import ApiError, json_response
+from services.gateway.messages import FAILURE_MESSAGES, REVIEW_REASONS
+from services.gateway.store import Change
+from shared.db import Document
+from shared.events import ReviewDecided, derived_id, make_event, new_id, utcnow
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+api = Api()
+
+INDEXES = {"review_leases": [IndexModel([("operator_id", 1)])]}
+# How many of the oldest cases one next-case call looks at before saying the queue is empty for now.
+CANDIDATES = 50
+REVIEWERS = (Role.ADMIN, Role.REVIEWER)
+
+
+class Leases:
+    """`review_leases`, keyed by application id: the unique key is what makes a claim exclusive."""
+
+    def __init__(self, request: web.Request) -> None:
+        self.collection = request.app[DATABASE].db["review_leases"]
+        self.duration = timedelta(seconds=request.app[CONSOLE].settings.console_review_lease_s)
+
+    async def claim(self, application_id: str, who: Operator, school_code: str | None) -> datetime | None:
+        now = utcnow()
+        expires = now + self.duration
+        lease = {"operator_id": who.operator_id, "school_code": school_code, "expires_at": expires}
+        try:
+            await self.collection.insert_one({"_id": application_id, **lease})
+            return expires
+        except DuplicateKeyError:
+            pass
+        # Taken over only if it lapsed, or renewed by its holder; the filter makes it one winner.
+        taken = await self.collection.update_one(
+            {
+                "_id": application_id,
+                "$or": [{"expires_at": {"$lte": now}}, {"operator_id": who.operator_id}],
+            },
+            {"$set": lease},
+        )
+        return expires if taken.modified_count == 1 else None
+
+    async def held_by_other(self, application_id: str, who: Operator) -> bool:
+        lease = await self.collection.find_one({"_id": application_id})
+        return bool(lease and lease["operator_id"] != who.operator_id and lease["expires_at"] > utcnow())
+
+    async def release(self, application_id: str, who: Operator | None = None) -> None:
+        query: dict[str, str] = {"_id": application_id}
+        if who is not None:
+            query["operator_id"] = who.operator_id
+        await self.collection.delete_one(query)
+
+
+class NextCase(BaseModel):
+    case: CaseView | None
+
+
+class ReviewRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approved", "rejected"]
+    reason_code: str | None = Field(default=None, description="required for a rejection: see /reasons")
+    note: str = Field(default="", max_length=400, description="free text, stored and returned as text")
+
+
+class ReviewRecord(BaseModel):
+    review_id: str
+    decision: str
+    reason_code: str | None
+    reason: str | None
+    note: str
+    operator_id: str
+    photo_id: str | None
+    decided_at: datetime
+
+
+class ReviewResponse(BaseModel):
+    application_id: str
+    state: str
+    review: ReviewRecord
+
+
+class ReasonView(BaseModel):
+    code: str
+    label: str
+
+
+class ReasonList(BaseModel):
+    reasons: list[ReasonView]
+
+
+@api.route(
+    "GET", f"{PREFIX}/reviews/reasons", summary="Rejection reasons a reviewer picks from", response=ReasonList
+)
+async def review_reasons(request: web.Request) -> web.Response:
+    await operator(request)
+    reasons = [ReasonView(code=code, label=label) for code, label in REVIEW_REASONS.items()]
+    return json_response(ReasonList(reasons=reasons).model_dump())
+
+
+@api.route(
+    "POST",
+    f"{PREFIX}/reviews/next",
+    summary="Claim the oldest waiting case of my schools (leased to me); case is null when none waits",
+    response=NextCase,
+    errors=("forbidden", "csrf_failed"),
+)
+async def next_case(request: web.Request) -> web.Response:
+    who = await operator(request, *REVIEWERS)
+    leases = Leases(request)
+    applications = request.app[APPLICATIONS].collection
+    scope = {"state": str(State.IN_REVIEW), **who.school_filter()}
+    # A case I already hold comes back first (a reload must not lose it to someone else).
+    mine = [
+        lease["_id"]
+        async for lease in leases.collection.find(
+            {"operator_id": who.operator_id, "expires_at": {"$gt": utcnow()}}
+        )
+    ]
+    candidates: list[Document] = []
+    if mine:
+        candidates = [d async for d in applications.find({**scope, "_id": {"$in": mine}}, {"outbox": 0})]
+    if not candidates:
+        cursor = (
+            applications.find(scope, {"_id": 1, "school_code": 1}).sort("updated_at", 1).limit(CANDIDATES)
+        )
+        candidates = [d async for d in cursor]
+        busy = {
+            lease["_id"]
+            async for lease in leases.collection.find(
+                {"_id": {"$in": [c["_id"] for c in candidates]}, "expires_at": {"$gt": utcnow()}}
+            )
+        }
+        candidates = [c for c in candidates if c["_id"] not in busy]
+    for candidate in candidates:
+        expires = await leases.claim(candidate["_id"], who, candidate.get("school_code"))
+        if expires is None:
+            continue
+        application = await request.app[APPLICATIONS].get(candidate["_id"])
+        if application is None or application["state"] != State.IN_REVIEW:
+            await leases.release(candidate["_id"], who)
+            continue
+        view = (await case_view(request, application)).model_copy(update={"lease_expires_at": expires})
+        await request.app[CONSOLE].audit.record(
+            request, who, "review.claim", application_id=application["_id"], school_code=view.school_code
+        )
+        return json_response(NextCase(case=view).model_dump(mode="json"))
+    return json_response(NextCase(case=None).model_dump(mode="json"))
+
+
+@api.route(
+    "POST",
+    f"{PREFIX}/reviews/{{application_id}}/release",
+    summary="Give a claimed case back to the queue",
+    status=204,
+    errors=("forbidden", "csrf_failed", "not_found"),
+)
+async def release_case(request: web.Request) -> web.Response:
+    who = await operator(request, *REVIEWERS)
+    application = await scoped_application(request, who, request.match_info["application_id"])
+    await Leases(request).release(application["_id"], who)
+    await request.app[CONSOLE].audit.record(request, who, "review.release", application_id=application["_id"])
+    return web.Response(status=204)
+
+
+@api.route(
+    "POST",
+    f"{PREFIX}/reviews/{{application_id}}/decision",
+    summary="Approve or reject a case (IN_REVIEW or REGISTRAR_REVIEW); publishes review.decided.v1",
+    body=ReviewRequest,
+    response=ReviewResponse,
+    errors=(
+        "forbidden",
+        "csrf_failed",
+        "not_found",
+        "illegal_transition",
+        "review_lease_held",
+        "reason_required",
+    ),
+)
+async def decide_case(request: web.Request) -> web.Response:
+    who = await operator(request, *REVIEWERS)
+    application = await scoped_application(request, who, request.match_info["application_id"])
+    body = await json_body(request, ReviewRequest)
+    if body.decision == "rejected" and body.reason_code not in REVIEW_REASONS:
+        raise ApiError(400, "reason_required", reasons=sorted(REVIEW_REASONS))
+    if (
+        body.decision == "approved"
+        and body.reason_code is not None
+        and body.reason_code not in REVIEW_REASONS
+    ):
+        raise ApiError(400, "reason_required", reasons=sorted(REVIEW_REASONS))
+    leases = Leases(request)
+    if await leases.held_by_other(application["_id"], who):
+        raise ApiError(409, "review_lease_held")
+    school = await request.app[SCHOOLS].get(application.get("school_code") or "")
+    free = school.free_resubmissions if school else 2
+    review_id = new_id()
+    label = REVIEW_REASONS.get(body.reason_code or "")
+    reason = "：".join(part for part in (label, body.note.strip()) if part) or None
+
+    def decide(current: Document) -> Change:
+        action = Action.REVIEW_APPROVED if body.decision == "approved" else Action.REVIEW_REJECTED
+        try:
+            state = transition(current["state"], action)
+        except IllegalTransition as exc:
+            raise ApiError(409, "illegal_transition", state=current["state"]) from exc
+        photo_id = (current.get("submission") or {}).get("photo_id")
+        review = {
+            "review_id": review_id,
+            "decision": body.decision,
+            "reason_code": body.reason_code,
+            "reason": reason,
+            "note": body.note,
+            "operator_id": who.operator_id,
+            "photo_id": photo_id,
+            "from_state": current["state"],
+            "decided_at": utcnow(),
+        }
+        fields: dict[str, object] = {
+            "state": state,
+            "review": review,
+            "reviews": [*(current.get("reviews") or []), review],
+        }
+        if action is Action.REVIEW_REJECTED:
+            left = int(current.get("resubmissions_left", free))
+            fields["resubmissions_left"] = left
+            message = FAILURE_MESSAGES["review_rejected"].format(reason=label or reason, left=left)
+            fields["last_failure"] = {"code": "review_rejected", "message": message, "at": utcnow()}
+        else:
+            fields["last_failure"] = None
+        event = make_event(
+            ReviewDecided(
+                review_id=review_id,
+                photo_id=photo_id or "",
+                student_id=current.get("student_id") or "",
+                decision=body.decision,
+                reason=reason[:500] if reason else None,
+                operator_id=who.operator_id,
+            ),
+            application_id=current["_id"],
+            event_id=derived_id("review.decided", review_id),
+            trace={"request_id": request[REQUEST_ID]},
+        )
+        return Change(set=fields, events=[event])
+
+    written = await request.app[APPLICATIONS].mutate(application["_id"], decide)
+    await leases.release(application["_id"])
+    await request.app[CONSOLE].audit.record(
+        request,
+        who,
+        "review.decided",
+        application_id=application["_id"],
+        school_code=application.get("school_code"),
+        decision=body.decision,
+        reason_code=body.reason_code,
+    )
+    log.info("review decided", application_id=application["_id"], decision=body.decision)
+    review = written["review"]
+    reply = ReviewResponse(
+        application_id=written["_id"],
+        state=written["state"],
+        review=ReviewRecord(**{k: v for k, v in review.items() if k in ReviewRecord.model_fields}),
+    )
+    return json_response(reply.model_dump(mode="json"))

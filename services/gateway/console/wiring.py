@@ -1,0 +1,66 @@
+"""Wiring of the console into the gateway app: its stores, its routes and its own OpenAPI document."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from aiohttp import web
+from pymongo import IndexModel
+
+from services.gateway.api.registry import Api
+from services.gateway.config import GatewaySettings
+from services.gateway.console import audit, auth, cases, operators, review
+from services.gateway.console.audit import AuditLog
+from services.gateway.console.auth import CONSOLE, Console, ConsoleSessions
+from services.gateway.console.operators import Operators
+from services.gateway.errors import json_response
+from services.gateway.ratelimit import RateLimiter
+from shared.db import Database
+
+CONSOLE_API = Api()
+for module in (auth, audit, cases, review):
+    CONSOLE_API.endpoints.extend(module.api.endpoints)
+
+INDEXES: dict[str, list[IndexModel]] = {
+    **operators.INDEXES,
+    **auth.INDEXES,
+    **audit.INDEXES,
+    **review.INDEXES,
+}
+
+
+def build_console(database: Database, settings: GatewaySettings) -> Console:
+    burst, rate = settings.console_login_burst, settings.console_login_per_minute
+    return Console(
+        settings=settings,
+        operators=Operators(database),
+        sessions=ConsoleSessions(database, timedelta(minutes=settings.console_session_ttl_minutes)),
+        audit=AuditLog(database),
+        login_by_email=RateLimiter(rate, burst=burst),
+        # One office may share an address: more room than per email, still far from a brute force.
+        login_by_address=RateLimiter(rate * 4, burst=burst * 4),
+    )
+
+
+def console_openapi() -> dict[str, Any]:
+    document = CONSOLE_API.openapi()
+    document["info"]["title"] = "Graduation-photo collection: operator console API"
+    document["components"]["securitySchemes"] = {
+        "session": {"type": "apiKey", "in": "cookie", "name": auth.SESSION_COOKIE},
+    }
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            if "security" in operation and "401" in operation["responses"]:
+                operation["responses"]["401"]["description"] = "console_unauthenticated"
+    return document
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return json_response(console_openapi())
+
+
+def install_console(app: web.Application, database: Database, settings: GatewaySettings) -> None:
+    app[CONSOLE] = build_console(database, settings)
+    CONSOLE_API.install(app)
+    app.router.add_get("/console/api/v1/openapi.json", openapi_document)
