@@ -1,0 +1,170 @@
+"""The exception queue: cases the registrar decides (several compliant photos failed comparison), low
+scores, and photos the quality check refused, which an operator may let through with a reason.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.gateway.api.common import json_body
+from services.gateway.api.registry import Api
+from services.gateway.applications import Action, IllegalTransition, State, transition
+from services.gateway.console.auth import CONSOLE, operator
+from services.gateway.console.cases import PREFIX, PhotoView, photo_view, scoped_application
+from services.gateway.console.operators import Role
+from services.gateway.context import APPLICATIONS
+from services.gateway.errors import ApiError, json_response
+from services.gateway.store import Change
+from shared.db import Document
+from shared.events import utcnow
+
+api = Api()
+Kind = Literal["registrar_review", "low_score", "quality_rejected"]
+QUERIES: dict[str, dict[str, Any]] = {
+    # Decided through /reviews/{id}/decision like any case (the state machine allows it).
+    "registrar_review": {"state": str(State.REGISTRAR_REVIEW)},
+    # Below the pass mark: the student may try another photo; shown so support can help.
+    "low_score": {"state": str(State.MATCH_FAILED)},
+    "quality_rejected": {
+        "state": {"$in": [str(State.PAID), str(State.MATCH_FAILED), str(State.REJECTED)]},
+        "last_failure.code": "photo_rejected",
+    },
+}
+LIMIT = 200
+
+
+class ExceptionCase(BaseModel):
+    kind: Kind
+    application_id: str
+    school_code: str | None
+    state: str
+    student_id: str | None
+    match: dict[str, Any] | None
+    last_failure: dict[str, Any] | None
+    rejected_photos: list[PhotoView]
+    updated_at: datetime | None
+
+
+class ExceptionList(BaseModel):
+    cases: list[ExceptionCase]
+
+
+class OverrideRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=2, max_length=400)
+
+
+class OverrideResponse(BaseModel):
+    application_id: str
+    photo: PhotoView
+
+
+def _rejected_photos(application: Document) -> list[PhotoView]:
+    photos = application.get("photos") or {}
+    return [
+        photo_view(application["_id"], photo_id, photo)
+        for photo_id, photo in photos.items()
+        if photo.get("status") == "rejected"
+    ]
+
+
+@api.route(
+    "GET",
+    f"{PREFIX}/exceptions",
+    summary="Registrar cases, low scores and quality rejections of my schools, oldest first",
+    response=ExceptionList,
+    query={"kind": "string"},
+    errors=("forbidden",),
+)
+async def list_exceptions(request: web.Request) -> web.Response:
+    who = await operator(request)
+    wanted = request.query.get("kind")
+    if wanted is not None and wanted not in QUERIES:
+        raise ApiError(400, "invalid_request", fields=[{"field": "kind", "error": "unknown"}])
+    collection = request.app[APPLICATIONS].collection
+    cases: list[ExceptionCase] = []
+    for kind, query in QUERIES.items():
+        if wanted not in (None, kind):
+            continue
+        cursor = (
+            collection.find({**query, **who.school_filter()}, {"outbox": 0})
+            .sort("updated_at", 1)
+            .limit(LIMIT)
+        )
+        async for application in cursor:
+            cases.append(
+                ExceptionCase(
+                    kind=kind,
+                    application_id=application["_id"],
+                    school_code=application.get("school_code"),
+                    state=application["state"],
+                    student_id=application.get("student_id"),
+                    match=application.get("match"),
+                    last_failure=application.get("last_failure"),
+                    rejected_photos=_rejected_photos(application),
+                    updated_at=application.get("updated_at"),
+                )
+            )
+    return json_response(ExceptionList(cases=cases).model_dump(mode="json"))
+
+
+@api.route(
+    "POST",
+    f"{PREFIX}/exceptions/{{application_id}}/photos/{{photo_id}}/override",
+    summary="Accept a photo the quality check refused (with a reason); the student can then submit it",
+    body=OverrideRequest,
+    response=OverrideResponse,
+    errors=("forbidden", "csrf_failed", "not_found", "photo_not_rejected", "illegal_transition"),
+)
+async def override_quality(request: web.Request) -> web.Response:
+    who = await operator(request, Role.ADMIN, Role.REVIEWER)
+    application = await scoped_application(request, who, request.match_info["application_id"])
+    photo_id = request.match_info["photo_id"]
+    body = await json_body(request, OverrideRequest)
+
+    def decide(current: Document) -> Change:
+        photos = dict(current.get("photos") or {})
+        photo = photos.get(photo_id)
+        if photo is None:
+            raise ApiError(404, "not_found")
+        if photo.get("status") != "rejected":
+            raise ApiError(409, "photo_not_rejected")
+        try:
+            transition(current["state"], Action.UPLOAD_PHOTO)  # photos may still change in this state
+        except IllegalTransition as exc:
+            raise ApiError(409, "illegal_transition", state=current["state"]) from exc
+        # Imaging made no standardised image of a refused photo: the operator accepts the upload as it is.
+        photos[photo_id] = {
+            **photo,
+            "status": "standardized",
+            "standardized_blob_id": photo.get("standardized_blob_id") or photo["raw_blob_id"],
+            "override": {
+                "operator_id": who.operator_id,
+                "reason": body.reason,
+                "reasons_overridden": list(photo.get("reasons") or []),
+                "at": utcnow(),
+            },
+        }
+        fields: dict[str, Any] = {"photos": photos}
+        if (current.get("last_failure") or {}).get("code") == "photo_rejected":
+            fields["last_failure"] = None
+        return Change(set=fields)
+
+    written = await request.app[APPLICATIONS].mutate(application["_id"], decide)
+    await request.app[CONSOLE].audit.record(
+        request,
+        who,
+        "photo.override",
+        application_id=application["_id"],
+        school_code=application.get("school_code"),
+        photo_id=photo_id,
+        reason=body.reason,
+    )
+    reply = OverrideResponse(
+        application_id=written["_id"], photo=photo_view(written["_id"], photo_id, written["photos"][photo_id])
+    )
+    return json_response(reply.model_dump(mode="json"))
