@@ -10,7 +10,17 @@ from pymongo import IndexModel
 
 from services.gateway.api.registry import Api
 from services.gateway.config import GatewaySettings
-from services.gateway.console import audit, auth, cases, exceptions, operators, review, students
+from services.gateway.console import (
+    audit,
+    auth,
+    cases,
+    deadletters,
+    exceptions,
+    operators,
+    review,
+    schools_admin,
+    students,
+)
 from services.gateway.console.audit import AuditLog
 from services.gateway.console.auth import CONSOLE, Console, ConsoleSessions
 from services.gateway.console.operators import Operators
@@ -19,7 +29,7 @@ from services.gateway.ratelimit import RateLimiter
 from shared.db import Database
 
 CONSOLE_API = Api()
-for module in (auth, audit, cases, review, exceptions, students):
+for module in (auth, audit, cases, review, exceptions, students, schools_admin, deadletters):
     CONSOLE_API.endpoints.extend(module.api.endpoints)
 
 INDEXES: dict[str, list[IndexModel]] = {
