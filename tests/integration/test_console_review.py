@@ -211,3 +211,58 @@ def test_bootstrap_cli_reads_the_password_from_the_environment_never_an_argument
     with MongoClient(env["MONGO_URL"]) as client:
         stored = client[env["MONGO_DB"]]["operators"].find_one({"email": "boss@example.com"})
     assert stored["password_hash"].startswith("scrypt$") and PASSWORD not in str(stored)
+
+
+async def test_a_rejection_reaches_the_student_who_resubmits_free(env):
+    import aiohttp
+
+    from tests.support.photos import photo_jpeg, score, standardise
+
+    async def ready_photo(student, application_id: str) -> str:
+        form = aiohttp.FormData()
+        form.add_field("source", "camera")
+        form.add_field("image", photo_jpeg(), filename="photo.jpg", content_type="image/jpeg")
+        status, photo = await student.request("POST", "/api/v1/photos", data=form)
+        assert status == 202, photo
+        await standardise(env, system, application_id, photo["photo_id"])
+        for _ in range(200):
+            photos = {p["photo_id"]: p for p in (await student.status())["photos"]}
+            if photos[photo["photo_id"]]["status"] == "standardized":
+                return str(photo["photo_id"])
+            await asyncio.sleep(0.05)
+        raise AssertionError("never standardised")
+
+    async with running_system(env) as system:
+        student = await system.paid_student("o-reviewed")
+        application_id = (await student.status())["application_id"]
+        photo_id = await ready_photo(student, application_id)
+        body = {"photo_id": photo_id, "admission_photo_confirmed": True}
+        assert (await student.request("POST", "/api/v1/submissions", json=body))[0] == 202
+        await score(env, application_id, photo_id, "10487:2110216052", 91.5)
+        await student.wait_for_state("in_review")
+
+        reviewer = await operator(system, "rita@example.com", Role.REVIEWER, ["10487"])
+        status, claimed = await reviewer.request("POST", "/console/api/v1/reviews/next")
+        assert claimed["case"]["application_id"] == application_id
+        assert (
+            claimed["case"]["student"]["name"] and claimed["case"]["submitted_photo"]["photo_id"] == photo_id
+        )
+        status, decided = await reviewer.request(
+            "POST",
+            f"/console/api/v1/reviews/{application_id}/decision",
+            json={"decision": "rejected", "reason_code": "lighting", "note": "左脸有阴影"},
+        )
+        assert status == 200 and decided["state"] == "rejected"
+
+        seen = await student.status()
+        assert seen["state"] == "rejected" and seen["next"]["action"] == "take_photo"
+        assert seen["last_failure"]["code"] == "review_rejected" and "光线" in seen["last_failure"]["message"]
+        assert seen["resubmissions_left"] == 2
+        [event] = await notify_events(env, "review.decided.v1")
+        assert event["data"]["decision"] == "rejected" and event["data"]["photo_id"] == photo_id
+        # The first free resubmission.
+        again = await ready_photo(student, application_id)
+        status, submitted = await student.request(
+            "POST", "/api/v1/submissions", json={"photo_id": again, "admission_photo_confirmed": True}
+        )
+        assert status == 202 and submitted["resubmissions_left"] == 1
