@@ -163,6 +163,16 @@ async def test_review_queue_leases_decisions_and_scoping(env):
         )
         assert status == 200 and rejected["state"] == "rejected"
         assert rejected["review"]["note"] == script and rejected["review"]["reason_code"] == "background"
+        async with bob.http.get(
+            f"{system.base_url}/console/api/v1/audit",
+            headers={"Cookie": f"console_session={admin.cookies['console_session']}"},
+        ) as resp:  # every console answer: JSON, not sniffable as HTML, not cached, not framed
+            assert resp.content_type == "application/json"
+            assert (
+                resp.headers["X-Content-Type-Options"] == "nosniff"
+                and resp.headers["Cache-Control"] == "no-store"
+            )
+            assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
         stored = await db["applications"].find_one({"_id": alice_case})
         assert stored["resubmissions_left"] == 2 and stored["last_failure"]["code"] == "review_rejected"
         assert "背景" in stored["last_failure"]["message"]

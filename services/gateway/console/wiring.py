@@ -70,7 +70,24 @@ async def openapi_document(request: web.Request) -> web.Response:
     return json_response(console_openapi())
 
 
+# Operator answers hold personal data and operator-typed text: never cached, never sniffed as HTML, never framed.
+CONSOLE_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def console_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if request.path.startswith("/console/"):
+        for name, value in CONSOLE_HEADERS.items():
+            response.headers.setdefault(name, value)
+
+
 def install_console(app: web.Application, database: Database, settings: GatewaySettings) -> None:
     app[CONSOLE] = build_console(database, settings)
+    app.on_response_prepare.append(console_headers)
     CONSOLE_API.install(app)
     app.router.add_get("/console/api/v1/openapi.json", openapi_document)
