@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from sandbox.wechat.state import AccessToken, SandboxState
+from shared.wechat.subscribe import VALUE_LIMITS
 
 # errmsg texts as WeChat writes them; WeChat appends " rid: <request id>".
 ERRMSG = {
@@ -41,21 +42,7 @@ ERRMSG = {
 
 _OPENID_RE = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 _DATA_KEY_RE = re.compile(r"^([a-z_]+?)(\d+)$")
-# Longest value per data-key type, from the subscribe-message documentation.
-_VALUE_LIMITS = {
-    "thing": 20,
-    "number": 32,
-    "letter": 32,
-    "symbol": 5,
-    "character_string": 32,
-    "time": 64,
-    "date": 64,
-    "amount": 32,
-    "phone_number": 17,
-    "car_number": 8,
-    "name": 20,
-    "phrase": 5,
-}
+_VALUE_LIMITS = VALUE_LIMITS
 _MINIPROGRAM_STATES = {"developer", "trial", "formal"}
 _LANGS = {"zh_CN", "en_US", "zh_HK", "zh_TW"}
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from services.notify.messages import NO_VALUE, RESULT, TIP
+from shared.wechat.subscribe import VALUE_LIMITS
 
 CHINA_TZ = timezone(timedelta(hours=8))
 _KEY_RE = re.compile(r"^([a-z_]+?)(\d+)$")
@@ -25,21 +26,8 @@ _HAN_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 LITERAL_PREFIX = "text:"
 ELLIPSIS = "…"
 
-# Characters at most, per value type (time and date have no documented length; 64 is safe).
-LIMITS = {
-    "thing": 20,
-    "number": 32,
-    "letter": 32,
-    "symbol": 5,
-    "character_string": 32,
-    "time": 64,
-    "date": 64,
-    "amount": 32,
-    "phone_number": 17,
-    "car_number": 8,
-    "name": 20,
-    "phrase": 5,
-}
+# Characters at most, per value type.
+LIMITS = VALUE_LIMITS
 # What an empty source becomes: WeChat refuses empty values.
 _FALLBACK = {"thing": NO_VALUE, "phrase": NO_VALUE, "name": NO_VALUE, "number": "0", "letter": "N"}
 
