@@ -42,7 +42,6 @@ ERRMSG = {
 
 _OPENID_RE = re.compile(r"^[A-Za-z0-9_-]{6,64}$")
 _DATA_KEY_RE = re.compile(r"^([a-z_]+?)(\d+)$")
-_VALUE_LIMITS = VALUE_LIMITS
 _MINIPROGRAM_STATES = {"developer", "trial", "formal"}
 _LANGS = {"zh_CN", "en_US", "zh_HK", "zh_TW"}
 
@@ -255,7 +254,7 @@ class MiniProgramApi:
             if match is None or not isinstance(item, dict) or not isinstance(item.get("value"), str):
                 return 47003, f"data.{key}.value invalid"
             value: str = item["value"]
-            limit = _VALUE_LIMITS.get(match.group(1))
+            limit = VALUE_LIMITS.get(match.group(1))
             if not value or (limit is not None and len(value) > limit):
                 return 47003, f"data.{key}.value invalid"
         return 0, ""
