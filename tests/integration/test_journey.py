@@ -10,7 +10,7 @@ import pytest
 
 from services.gateway.schools import demo_school
 from tests.support.codes import code_text
-from tests.support.photos import photo_jpeg, score, standardise
+from tests.support.photos import photo_jpeg, reject, score, standardise
 from tests.support.system import ROSTER_ROW, SECOND_ROW, running_system
 from tests.support.wechat import shared_keyset
 
@@ -421,3 +421,19 @@ async def test_the_funnel_gauge_counts_applications_by_state(env):
         assert counts == {("10487", "paid"): 1, ("10487", "code_verified"): 1}
         sample = REGISTRY.get_sample_value("applications_by_state", {"school": "10487", "state": "paid"})
         assert sample == 1.0
+
+
+async def test_a_refused_photo_shows_the_imaging_services_reasons_in_chinese(env):
+    async with running_system(env) as system:
+        student = await system.paid_student("o-refused")
+        app_id = (await student.status())["application_id"]
+        status, photo = await student.request("POST", "/api/v1/photos", data=photo_form(photo_jpeg()))
+        sentences = ["请摘下帽子、头巾等头饰，露出头顶后重拍。", "请闭上嘴巴，保持自然表情后重拍。"]
+        await reject(env, app_id, photo["photo_id"], ["headwear", "mouth_open"], sentences)
+        refused = await wait_photo(student, photo["photo_id"], "rejected")
+        assert refused["reasons"] == ["headwear", "mouth_open"] and refused["messages"] == sentences
+        current = await student.status()
+        assert current["last_failure"]["code"] == "photo_rejected"
+        assert current["last_failure"]["message"] == "；".join(sentences)
+        assert current["state"] == "paid" and current["next"]["action"] == "take_photo"
+        assert current["quota"]["standardisations_left"] == 2  # the refused photo still used its slot

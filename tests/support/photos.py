@@ -9,7 +9,14 @@ from PIL import Image
 
 from shared.bus import Bus
 from shared.config import Settings
-from shared.events import MatchScored, PhotoStandardized, QualityMeasure, derived_id, make_event
+from shared.events import (
+    MatchScored,
+    PhotoRejected,
+    PhotoStandardized,
+    QualityMeasure,
+    derived_id,
+    make_event,
+)
 
 
 def photo_jpeg(width: int = 600, height: int = 800, quality: int = 90, seed: int = 1) -> bytes:
@@ -60,4 +67,17 @@ async def score(
     fields = MatchScored.model_fields
     data.update({k: v for k, v in extra.items() if k in fields})
     event = make_event(MatchScored(**data), application_id=application_id)
+    await publish(env, event)
+
+
+async def reject(
+    env: dict[str, str], application_id: str, photo_id: str, reasons: list[str], messages: list[str]
+) -> None:
+    """Play the imaging worker refusing a photo: publish photo.rejected.v1 with its Chinese messages."""
+    measure = QualityMeasure(code=reasons[0], raw=0.0, score=0.0, passed=False)
+    event = make_event(
+        PhotoRejected(photo_id=photo_id, measures=[measure], reasons=reasons, messages=messages),
+        application_id=application_id,
+        event_id=derived_id("imaging-test-reject", photo_id),
+    )
     await publish(env, event)

@@ -160,6 +160,7 @@ def application_view(application: Document) -> ApplicationView:
             uploaded_at=p["uploaded_at"],
             standardisation_number=p["standardisation_number"],
             reasons=p.get("reasons", []),
+            messages=p.get("messages", []),
             image_url=f"/api/v1/photos/{photo_id}/image" if p.get("standardized_blob_id") else None,
         )
         for photo_id, p in sorted(
