@@ -28,11 +28,10 @@ import numpy as np
 
 from bench.codec import dataset
 from bench.codec.dataset import CATEGORIES, Sample, generate
+from bench.results import write_section
 from services.codec.decode import cascade, decode_with, load_image
 
-RESULTS = Path(__file__).resolve().parents[1] / "RESULTS.md"
 CACHE_DIR = Path(__file__).resolve().parents[1] / "out"
-BEGIN, END = "<!-- bench-codec:begin -->", "<!-- bench-codec:end -->"
 TARGET_RATE = 0.995
 TARGET_RATIO = 1.5
 
@@ -187,19 +186,6 @@ def report(tallies: dict[str, Tally], stages: Counter[str], n: int, seed: int) -
     return "\n".join(lines), rate_ok and speed_ok
 
 
-def write_section(section: str, path: Path = RESULTS) -> None:
-    """Replace only our marked section; other benchmarks own the rest of the file."""
-    block = f"{BEGIN}\n{section}\n{END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.codec", description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=240, help="images (rounded down to a multiple of 10)")
@@ -216,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     section, ok = report(tallies, stages, n, args.seed)
     print(section)
     if not args.no_write:
-        write_section(section)
+        write_section("codec", section)
     print(
         f"total {time.perf_counter() - started:.1f} s; targets {'met' if ok else 'NOT met'}", file=sys.stderr
     )

@@ -25,11 +25,11 @@ from pathlib import Path
 
 from pymongo import AsyncMongoClient
 
+from bench.results import write_section
+
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "RESULTS.md"
 # Reads one status request makes once its session is cached: the application, found by its owner.
 READS_PER_REQUEST = 1
-BEGIN, END = "<!-- bench-gateway:begin -->", "<!-- bench-gateway:end -->"
 
 
 def free_port() -> int:
@@ -205,7 +205,6 @@ def main() -> int:
     db_bound = reads / READS_PER_REQUEST
     section = "\n".join(
         [
-            BEGIN,
             "## Gateway: the status endpoint (`make bench-gateway`)",
             "",
             f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; machine: {os.cpu_count()} CPUs, "
@@ -226,17 +225,11 @@ def main() -> int:
             f"process), so the database alone caps "
             f"the endpoint at about {db_bound:.0f} requests/s: the endpoint reaches "
             f"{status['rps'] / db_bound:.0%} of that bound.",
-            END,
         ]
     )
     print(section)
     if not args.no_write:
-        text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        if BEGIN in text:
-            text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-        else:
-            text = text.rstrip() + "\n\n" + section + "\n"
-        RESULTS.write_text(text)
+        write_section("gateway", section)
     return 0
 
 

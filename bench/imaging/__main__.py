@@ -25,13 +25,12 @@ import cv2
 import matplotlib
 import numpy as np
 
+from bench.results import write_section
 from services.imaging.config import ImagingSettings, PhotoStandard
 from services.imaging.pipeline import check_photo
 from services.imaging.preprocess import ModelPool
 
-RESULTS = Path(__file__).resolve().parents[1] / "RESULTS.md"
 OUT = Path(__file__).resolve().parents[1] / "out"
-BEGIN, END = "<!-- bench-imaging:begin -->", "<!-- bench-imaging:end -->"
 TARGET_RATIO = 1.5
 TARGET_RSS_MB = 1024
 SIZES = {"12MP": (4000, 3000), "2MP": (1600, 1200)}
@@ -117,7 +116,6 @@ def run(n: int, model_sets: int) -> dict[str, dict[str, float]]:
 def report(results: dict[str, dict[str, float]], n: int, load: tuple[float, float]) -> str:
     cpu = platform.processor() or platform.machine()
     lines = [
-        BEGIN,
         "## Imaging: standardisation time (`python -m bench.imaging`)",
         "",
         f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
@@ -161,20 +159,8 @@ def report(results: dict[str, dict[str, float]], n: int, load: tuple[float, floa
         f"- At 2 MP the floor is a {results['2MP']['imread_median']:.0f} ms decode, and the three models",
         "  alone cost more than that: the ratio there is high by nature and has no target.",
         "- Timing noise: other processes shared the machine; both columns were measured interleaved.",
-        END,
     ]
     return "\n".join(lines)
-
-
-def write(section: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        _, tail = rest.split(END, 1)
-        text = head + section + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
 
 
 def main() -> int:
@@ -192,7 +178,7 @@ def main() -> int:
     section = report(results, args.n, (load_start, os.getloadavg()[0]))
     sys.stdout.write(section + "\n")
     if not args.no_write:
-        write(section)
+        write_section("imaging", section)
     return 0
 
 

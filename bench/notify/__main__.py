@@ -34,12 +34,11 @@ import aio_pika
 import aiohttp
 from pymongo import AsyncMongoClient, MongoClient
 
+from bench.results import write_section
 from shared.events import ReviewDecided, make_event
 from shared.wechat.keys import client_env, generate_keyset, sandbox_env, write_keyset
 
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "bench" / "RESULTS.md"
-BEGIN, END = "<!-- bench-notify:begin -->", "<!-- bench-notify:end -->"
 OPENID = "oBench_0000000000000000000001"
 IN_FLIGHT = 32
 
@@ -309,7 +308,6 @@ def main(count: int, prefetch: int) -> int:
     met = ratio >= 0.5
     section = "\n".join(
         [
-            BEGIN,
             "## Notify: subscribe messages end to end (`make bench-notify`)",
             "",
             f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; machine: {os.cpu_count()} CPUs, "
@@ -330,16 +328,10 @@ def main(count: int, prefetch: int) -> int:
             f"after the first publish, the last {e2e['last_ms']:.0f} ms",
             f"- the database alone caps the worker at about {db_rate:.0f} notifications/s: the end-to-end rate "
             f"reaches {e2e['rate'] / db_rate:.0%} of that bound",
-            END,
         ]
     )
     print(section)
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    if BEGIN in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    RESULTS.write_text(text)
+    write_section("notify", section)
     return 0 if met else 1
 
 
