@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import io
-import json
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import segno
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import cli
+
 TEXT = "CHSI-CLI-TEST-学信网-0123456789"
 
 
-def run_cli(*args: str) -> tuple[int, list[dict[str, object]], str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "services.codec.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    return proc.returncode, lines, proc.stderr
+def run_cli(*args: str) -> tuple[int, list[dict[str, Any]], str]:
+    return cli.run_cli("services.codec.cli", *args)
 
 
 def write_qr(path: Path, text: str = TEXT) -> Path:

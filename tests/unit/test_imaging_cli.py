@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
-from tests.conftest import ROOT
 from tests.support import faces
+from tests.support.cli import run_cli
 
 
-def cli(*args: str) -> tuple[int, list[dict]]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "services.imaging.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+def cli(*args: str) -> tuple[int, list[dict[str, Any]]]:
+    code, lines, _ = run_cli("services.imaging.cli", *args)
+    return code, lines
 
 
 def test_standardize_writes_the_jpeg_and_reports(tmp_path: Path) -> None:

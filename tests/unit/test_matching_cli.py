@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+from tests.support import cli
 from tests.support import matching_faces as faces
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str) -> tuple[int, list[dict[str, Any]], str]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "services.matching.cli", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    return proc.returncode, lines, proc.stderr
+    return cli.run_cli("services.matching.cli", *args)
 
 
 def test_compare_prints_score_passed_engine_and_timings(tmp_path: Path) -> None:
