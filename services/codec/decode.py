@@ -26,6 +26,8 @@ from PIL import Image, ImageOps
 from pyzbar import pyzbar
 from pyzbar.pyzbar import ZBarSymbol
 
+from shared.imagefiles import truncation
+
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "ENGINES",
@@ -83,17 +85,8 @@ def _looks_like_image(data: bytes) -> bool:
 
 
 def _check_complete(data: bytes, fmt: str | None) -> None:
-    """Catch truncation even if some other code set ``ImageFile.LOAD_TRUNCATED_IMAGES``.
-
-    Entropy-coded JPEG data never contains FF D9 (0xFF is always stuffed), so a complete
-    file has an end-of-image marker after its last start-of-scan.
-    """
-    if fmt == "JPEG":
-        last_scan = data.rfind(b"\xff\xda")
-        if last_scan < 0 or data.rfind(b"\xff\xd9") < last_scan:
-            raise DecodeError(TRUNCATED_IMAGE, "JPEG has no end-of-image marker after its scan data")
-    elif fmt == "PNG" and data.rfind(b"IEND") < 0:
-        raise DecodeError(TRUNCATED_IMAGE, "PNG has no IEND chunk")
+    if problem := truncation(data, fmt):
+        raise DecodeError(TRUNCATED_IMAGE, problem)
 
 
 def _to_gray(img: Image.Image) -> np.ndarray:

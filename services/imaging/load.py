@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from shared.imagefiles import truncation
+
 # Stable codes; the student-facing text is in messages.py.
 EMPTY_FILE = "empty_file"
 NOT_AN_IMAGE = "not_an_image"
@@ -82,17 +84,8 @@ def _is_heif(data: bytes) -> bool:
 
 
 def _check_complete(data: bytes, fmt: str | None) -> None:
-    """Refuse truncated files even if some library set Pillow's ``LOAD_TRUNCATED_IMAGES``.
-
-    Entropy-coded JPEG data never contains FF D9 (0xFF is always stuffed), so a complete file has
-    an end-of-image marker after its last start-of-scan; a PNG ends with an IEND chunk.
-    """
-    if fmt == "JPEG":
-        last_scan = data.rfind(b"\xff\xda")
-        if last_scan < 0 or data.rfind(b"\xff\xd9") < last_scan:
-            raise PhotoError(TRUNCATED_IMAGE, "JPEG has no end-of-image marker after its scan data")
-    elif fmt == "PNG" and data.rfind(b"IEND") < 0:
-        raise PhotoError(TRUNCATED_IMAGE, "PNG has no IEND chunk")
+    if problem := truncation(data, fmt):
+        raise PhotoError(TRUNCATED_IMAGE, problem)
 
 
 def _orientation(img: Image.Image) -> int:
