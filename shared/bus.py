@@ -295,13 +295,13 @@ class Bus:
             return
         HANDLED.labels(sub.consumer, envelope.type, "retry").inc()
         blog.warning("handler failed, will retry", error=reason)
-        retry = _copy(message, headers, {ATTEMPT_HEADER: attempt + 1, HISTORY_HEADER: _dump(history)})
+        retry = copy_message(message, headers, {ATTEMPT_HEADER: attempt + 1, HISTORY_HEADER: _dump(history)})
         retry.expiration = self._settings.bus_retry_delay_ms / 1000
         await self._publish_to_queue(retry_queue(sub.consumer), retry)
         await message.ack()
 
     async def _defer(self, consumer: str, message: AbstractIncomingMessage, headers: dict[str, Any]) -> None:
-        deferred = _copy(message, headers, {})
+        deferred = copy_message(message, headers, {})
         deferred.expiration = self._settings.bus_retry_delay_ms / 1000
         await self._publish_to_queue(retry_queue(consumer), deferred)
         await message.ack()
@@ -317,7 +317,7 @@ class Bus:
     ) -> None:
         if history is None:
             history = _history_with(headers, attempt, reason)
-        parked = _copy(
+        parked = copy_message(
             message,
             headers,
             {
@@ -384,9 +384,10 @@ def _dump(history: list[dict[str, Any]]) -> str:
     return json.dumps(history[-MAX_HISTORY:], ensure_ascii=False)
 
 
-def _copy(
+def copy_message(
     message: AbstractIncomingMessage, headers: dict[str, Any], extra: dict[str, Any]
 ) -> aio_pika.Message:
+    """A persistent copy of a consumed message to publish again (retry, parking, redrive), same id."""
     kept = {k: v for k, v in headers.items() if not k.startswith("x-delivery-count")}
     return aio_pika.Message(
         message.body,
@@ -395,6 +396,6 @@ def _copy(
         type=message.type,
         content_type=message.content_type,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        timestamp=message.timestamp,
+        timestamp=message.timestamp or utcnow(),
         headers={**kept, **extra},
     )

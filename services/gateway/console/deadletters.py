@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
 from typing import Any
 
 import aio_pika
@@ -21,6 +20,7 @@ from services.gateway.console.auth import CONSOLE, operator
 from services.gateway.console.cases import PREFIX
 from services.gateway.console.operators import Role
 from services.gateway.errors import ApiError, json_response
+from shared.bus import copy_message
 from shared.topology import CONSUMERS, dead_queue
 
 api = Api()
@@ -191,21 +191,11 @@ async def _act(request: web.Request, action: str) -> web.Response:
                 if not routing_key:
                     raise ApiError(404, "dead_letter_not_found", detail="no event type to route by")
                 headers = {k: v for k, v in (target.headers or {}).items() if k not in PARKING_HEADERS}
-                headers["x-redriven-by"] = who.operator_id
                 exchange = await channel.get_exchange(
                     request.app[CONSOLE].settings.bus_exchange, ensure=False
                 )
                 await exchange.publish(
-                    aio_pika.Message(
-                        target.body,
-                        message_id=target.message_id,
-                        correlation_id=target.correlation_id,
-                        type=target.type,
-                        content_type=target.content_type,
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        timestamp=target.timestamp or datetime.now().astimezone(),
-                        headers=headers,
-                    ),
+                    copy_message(target, headers, {"x-redriven-by": who.operator_id}),
                     routing_key=routing_key,
                     mandatory=True,
                 )
