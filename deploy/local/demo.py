@@ -1,10 +1,10 @@
 """`make demo`: one made-up student through the whole journey, over HTTP, against `make run`.
 
 Imports the student into the demo school's roster (with an admission photo made from a face that a
-package ships), makes their CHSI collection code with the development key, then logs in through the
-WeChat sandbox, submits the code, confirms, pays (the sandbox plays the student's WeChat Pay),
-uploads a photo, submits it and polls the status, printing each step. Steps whose service has not
-been built yet are reported as such, not faked.
+package ships: deploy/local/faces.py), makes their CHSI collection code with the development key,
+then logs in through the WeChat sandbox, submits the code, confirms, pays (the sandbox plays the
+student's WeChat Pay), uploads a photo, submits it and polls the status, printing each step. Steps
+whose service has not been built yet are reported as such, not faked.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import Any
 
 import aiohttp
 import segno
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from deploy.local.faces import admission_photo, student_photo  # noqa: E402
 from services.codec.cipher import AesGcmCipher  # noqa: E402
 from services.codec.payload import ChsiRecord, encode_record  # noqa: E402
 from services.gateway.roster import import_roster  # noqa: E402
@@ -47,22 +47,6 @@ def step(title: str, detail: Any = "") -> None:
     print(f"\n== {title}\n   {text[:600]}", flush=True)
 
 
-def face_jpeg(size: tuple[int, int] = (720, 960)) -> bytes:
-    """A real face that a package ships: matplotlib's portrait of Grace Hopper (a frontal studio shot,
-    compliant but for her cap, which the quality check refuses)."""
-    import matplotlib
-
-    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    with Image.open(path) as source:
-        width, height = source.size  # 512 x 600: pad to 3:4 around the face, then scale
-        canvas = Image.new("RGB", (width, round(width * 4 / 3)), (235, 235, 235))
-        canvas.paste(source.convert("RGB"), (0, canvas.height - height))
-        image = canvas.resize(size)
-    out = io.BytesIO()
-    image.save(out, format="JPEG", quality=92)
-    return out.getvalue()
-
-
 def code_png(record: ChsiRecord) -> bytes:
     key = base64.b64decode((ROOT / "var" / "codec-cipher.key").read_text())
     out = io.BytesIO()
@@ -80,9 +64,7 @@ async def seed_roster() -> None:
         "level": "专科",
         "onsite_shot": "否",
     }
-    report = await import_roster(
-        database, BlobStore(database), SCHOOL, [row], {NUMBER: face_jpeg((480, 640))}
-    )
+    report = await import_roster(database, BlobStore(database), SCHOOL, [row], {NUMBER: admission_photo()})
     await database.close()
     step(
         "roster imported",
@@ -155,7 +137,7 @@ async def main() -> int:
         step("6 payment notification applied", {"state": status["state"], "order": status["order"]})
         form = aiohttp.FormData()
         form.add_field("source", "camera")
-        form.add_field("image", face_jpeg(), filename="photo.jpg", content_type="image/jpeg")
+        form.add_field("image", student_photo(), filename="photo.jpg", content_type="image/jpeg")
         photo = await call(http, "POST", "/api/v1/photos", data=form)
         step("7-8 photo uploaded", photo)
         deadline = time.monotonic() + 60
@@ -170,8 +152,8 @@ async def main() -> int:
             step("the imaging service is not running yet", "the journey stops here until it lands")
             return 0
         if current["status"] != "standardized":
-            # No portrait that a package ships meets every rule (Grace Hopper wears a cap; 免冠 fails),
-            # so the demo ends where a real student would be asked to retake the photo.
+            # The photo (deploy/local/faces.py) passes every check; should a threshold change refuse
+            # it, the demo ends where a real student would be asked to retake the photo.
             step(
                 "8 the student is asked to retake",
                 {"reasons": current["reasons"], "messages": current["messages"]},
