@@ -24,6 +24,7 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,11 +46,11 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     return False
 
 
-def kill_leftovers() -> None:
+def kill_leftovers(run_dir: Path = RUN) -> None:
     """Stop whatever a previous, crashed `make run` left behind (by its pid files)."""
-    RUN.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
     # Services before the database, so they do not spend their last seconds on lost connections.
-    for pid_file in sorted(RUN.glob("*.pid"), key=lambda p: p.stem == "mongo"):
+    for pid_file in sorted(run_dir.glob("*.pid"), key=lambda p: p.stem == "mongo"):
         try:
             pid = int(pid_file.read_text().strip())
             os.kill(pid, signal.SIGTERM)
@@ -150,10 +151,16 @@ class Child:
     quiet: bool = False
     restarts: int = 0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Where the pid file goes (`make load` keeps its own, apart from `make run`'s), and, when set, a
+    # file that takes the child's output instead of this terminal.
+    run_dir: Path = RUN
+    log_path: Path | None = None
 
     async def start(self) -> None:
         # A quiet child (the database) logs to its own file; services are shown here, prefixed.
-        output = asyncio.subprocess.DEVNULL if self.quiet else asyncio.subprocess.PIPE
+        output: int | TextIO = asyncio.subprocess.DEVNULL if self.quiet else asyncio.subprocess.PIPE
+        if self.log_path is not None:
+            output = self.log_path.open("a")
         self.proc = await asyncio.create_subprocess_exec(
             *self.args,
             cwd=ROOT,
@@ -162,8 +169,11 @@ class Child:
             stderr=asyncio.subprocess.STDOUT if not self.quiet else asyncio.subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us only; we stop the children in order
         )
-        (RUN / f"{self.name}.pid").write_text(str(self.proc.pid))
-        if not self.quiet:
+        if not isinstance(output, int):
+            output.close()  # the child holds its own copy
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / f"{self.name}.pid").write_text(str(self.proc.pid))
+        if not self.quiet and self.log_path is None:
             self.tasks = [asyncio.create_task(self._pipe())]
 
     async def _pipe(self) -> None:
@@ -181,7 +191,7 @@ class Child:
         except TimeoutError:
             self.proc.kill()
             await self.proc.wait()
-        (RUN / f"{self.name}.pid").unlink(missing_ok=True)
+        (self.run_dir / f"{self.name}.pid").unlink(missing_ok=True)
 
 
 async def wait_ready(name: str, port: int, timeout: float = 90.0) -> bool:
