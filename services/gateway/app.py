@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -35,7 +34,7 @@ from services.gateway.errors import error_handling, json_response, request_conte
 from services.gateway.funnel import funnel_loop
 from services.gateway.handlers import GatewayHandlers
 from services.gateway.payments import reconciliation_loop
-from services.gateway.privacy import FieldCipher
+from services.gateway.privacy import KeyConfigError, cipher_from_settings
 from services.gateway.ratelimit import RateLimiter
 from services.gateway.schools import Schools, demo_school
 from services.gateway.store import INDEXES, Applications, Sessions, Users
@@ -89,13 +88,10 @@ def build_app(
         login=RateLimiter(settings.gateway_login_per_minute, burst=10),
         upload=RateLimiter(settings.gateway_uploads_per_minute, burst=settings.gateway_upload_burst),
     )
-    key = settings.gateway_data_key.get_secret_value()
-    if not key:
-        if settings.environment == "production":
-            raise SystemExit("configuration error: GATEWAY_DATA_KEY is required in production")
-        key = base64.b64encode(b"development-only-data-key-32byte").decode()
-        log.warning("GATEWAY_DATA_KEY not set: using a development key; phone numbers are not protected")
-    app[FIELD_CIPHER] = FieldCipher(key)
+    try:
+        app[FIELD_CIPHER] = cipher_from_settings(settings)
+    except KeyConfigError as exc:
+        raise SystemExit(f"configuration error: {exc}") from exc
 
     async def wechat_clients(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=wechat_settings.wechat_timeout_s)

@@ -28,6 +28,9 @@ class GatewaySettings(Settings):
     gateway_session_ttl_hours: float = Field(default=72, gt=0)
     # Encrypts phone numbers at rest (base64 of 32 bytes); required in production.
     gateway_data_key: SecretStr = SecretStr("")
+    # The keyring for rotation: "id:base64,id:base64", the first encrypts; every one decrypts
+    # (services/gateway/privacy.py, docs/operations.md). GATEWAY_DATA_KEY joins it as key id k0.
+    gateway_data_keys: SecretStr = SecretStr("")
     gateway_login_per_minute: float = Field(default=20, gt=0)
     gateway_uploads_per_minute: float = Field(default=10, gt=0)
     gateway_upload_burst: int = Field(default=10, ge=1)
