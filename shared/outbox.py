@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter, Gauge
@@ -87,6 +88,10 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+
+    @property
+    def collections(self) -> tuple[str, ...]:
+        return self._collections
 
     def wake(self) -> None:
         self._wake.set()
@@ -168,3 +173,38 @@ async def backlog(database: Database, collections: Iterable[str]) -> dict[str, i
     return {
         name: await database.db[name].count_documents({PENDING_FIELD: {"$gt": 0}}) for name in collections
     }
+
+
+@dataclass(frozen=True)
+class Pending:
+    events: int  # unpublished events
+    aggregates: int  # documents holding at least one
+    oldest_age_s: float | None  # age of the oldest unpublished event; None when there is none
+
+
+async def pending(database: Database, collections: Iterable[str]) -> Pending:
+    """The unpublished events of `collections` and the age of the oldest (the console dashboard).
+
+    A scan of the pending documents' outbox maps: the age lives in each entry, where no index reaches;
+    the backlog is empty or small while the relay keeps up.
+    """
+    events = aggregates = 0
+    oldest: datetime | None = None
+    for name in collections:
+        docs = database.db[name].find({PENDING_FIELD: {"$gt": 0}}, {OUTBOX_FIELD: 1, PENDING_FIELD: 1})
+        async for doc in docs:
+            entries = doc.get(OUTBOX_FIELD)
+            entries = entries if isinstance(entries, dict) else {}
+            aggregates += 1
+            events += len(entries) or int(doc.get(PENDING_FIELD) or 0)
+            for entry in entries.values():
+                try:
+                    occurred = datetime.fromisoformat(str(entry["occurred_at"]))
+                except (KeyError, TypeError, ValueError):
+                    continue
+                if occurred.tzinfo is None:
+                    occurred = occurred.replace(tzinfo=UTC)
+                if oldest is None or occurred < oldest:
+                    oldest = occurred
+    age = max((utcnow() - oldest).total_seconds(), 0.0) if oldest is not None else None
+    return Pending(events, aggregates, age)

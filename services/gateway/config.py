@@ -51,3 +51,11 @@ class GatewaySettings(Settings):
     console_review_lease_s: float = Field(default=300, ge=5)
     # A roster file or an admission-photo zip; must fit the HTTP body limit (gateway_max_upload_bytes).
     console_max_import_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+    # Console dashboard (services/gateway/console/dashboard.py): queue figures from RabbitMQ's management
+    # HTTP API; empty means http://<AMQP host>:15672 with the AMQP URL's credentials (a URL without
+    # credentials takes the AMQP URL's too). Figures are cached this long, shared by every operator.
+    rabbitmq_management_url: str = ""
+    rabbitmq_management_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    console_dashboard_cache_s: float = Field(default=2.0, ge=0, le=60)
+    # Notify failures on the dashboard: those of the last this many hours (0: all).
+    console_dashboard_notify_window_h: float = Field(default=168, ge=0)

@@ -20,7 +20,8 @@ APPLICATIONS_BY_STATE = Gauge(
 )
 
 
-async def refresh_funnel(database: Database) -> dict[tuple[str, str], int]:
+async def count_by_school_and_state(database: Database) -> dict[tuple[str, str], int]:
+    """Live applications (merged ones excluded) per (school, state); the gauge and the console dashboard."""
     counts: dict[tuple[str, str], int] = {}
     # A projected scan counted here, not a $group: nx-27017 mis-handles grouping on two keys and
     # inside $match-ed pipelines. Two small fields per application; raise the interval for very large
@@ -31,6 +32,11 @@ async def refresh_funnel(database: Database) -> dict[tuple[str, str], int]:
     async for row in cursor:
         key = (str(row.get("school_code") or "unknown"), str(row.get("state") or "unknown"))
         counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+async def refresh_funnel(database: Database) -> dict[tuple[str, str], int]:
+    counts = await count_by_school_and_state(database)
     # Replace the whole set, so a state that emptied drops to nothing instead of keeping its old count.
     APPLICATIONS_BY_STATE.clear()
     for (school, state), n in counts.items():

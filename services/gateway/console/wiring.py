@@ -14,6 +14,7 @@ from services.gateway.console import (
     audit,
     auth,
     cases,
+    dashboard,
     deadletters,
     exceptions,
     operators,
@@ -29,7 +30,7 @@ from services.gateway.ratelimit import RateLimiter
 from shared.db import Database
 
 CONSOLE_API = Api()
-for module in (auth, audit, cases, review, exceptions, students, schools_admin, deadletters):
+for module in (auth, audit, cases, review, exceptions, students, schools_admin, deadletters, dashboard):
     CONSOLE_API.endpoints.extend(module.api.endpoints)
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -88,6 +89,7 @@ async def console_headers(request: web.Request, response: web.StreamResponse) ->
 
 def install_console(app: web.Application, database: Database, settings: GatewaySettings) -> None:
     app[CONSOLE] = build_console(database, settings)
+    dashboard.install(app, settings)
     app.on_response_prepare.append(console_headers)
     CONSOLE_API.install(app)
     app.router.add_get("/console/api/v1/openapi.json", openapi_document)
