@@ -50,6 +50,10 @@ ERROR_MESSAGES: dict[str, str] = {
     "unknown_consumer": "没有这个队列。(No such consumer queue.)",
     "dead_letter_not_found": "死信消息不存在或已被处理。(The dead message is gone or was handled.)",
     "photo_not_rejected": "该照片未被质量检查拒绝。(The photo was not rejected by the quality check.)",
+    "nothing_to_deliver": "没有待交付的已审核照片。(No approved application is waiting for a batch.)",
+    "batch_open": "该批次正在生成，请稍后刷新。(The batch is still being made; reload shortly.)",
+    "delivery_photo_invalid": "批次中有照片不符合学信网要求或已删除。(A photo of the batch is missing or not CHSI-compliant.)",
+    "delivery_not_printed": "请先标记已冲印再标记已邮寄。(Mark the batch printed before mailed.)",
 }
 
 # Why a reviewer rejects a photo (审核未通过): the student reads the label (seed step 12).

@@ -2,9 +2,43 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import re
+import string
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.db import Database
+
+# Delivery (console/delivery.py): the fields a CHSI upload file name may use. Each must be plain ASCII
+# for CHSI; {student_number} is required because it alone makes the name unique within a school
+# (id_last4 or the name are not unique, and names are not ASCII, so neither is offered).
+CHSI_NAME_FIELDS = ("student_number", "school_code", "graduation_year")
+CHSI_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,100}\.jpg")
+_LITERAL_RE = re.compile(r"[A-Za-z0-9_-]*")
+PrintSizeName = Literal["1寸", "小2寸", "2寸", "chsi"]  # services/imaging/print_sheet.PRINT_SIZES
+
+
+def check_chsi_file_name(template: str) -> str:
+    """A naming template such as `{student_number}.jpg`: known fields only, safe literal text, `.jpg`."""
+    if not template.endswith(".jpg") or len(template) > 100:
+        raise ValueError("must end with .jpg and be at most 100 characters")
+    try:
+        parts = list(string.Formatter().parse(template[: -len(".jpg")]))
+    except ValueError as exc:
+        raise ValueError(f"not a valid template: {exc}") from None
+    fields = []
+    for literal, name, spec, conversion in parts:
+        if not _LITERAL_RE.fullmatch(literal):
+            raise ValueError("text outside the fields may only use A-Z, a-z, 0-9, _ and -")
+        if name is None:
+            continue
+        if name not in CHSI_NAME_FIELDS or spec or conversion:
+            raise ValueError(f"unknown field {{{name}}}: allowed {', '.join(CHSI_NAME_FIELDS)}")
+        fields.append(name)
+    if "student_number" not in fields:
+        raise ValueError("must contain {student_number}, which makes each name unique")
+    return template
 
 
 class FaqItem(BaseModel):
@@ -54,6 +88,14 @@ class SchoolConfig(BaseModel):
     pass_mark: float = Field(default=80.0, ge=0, le=100)  # face comparison (seed step 14)
     standardisations_per_day: int = Field(default=3, ge=1, le=10)
     free_resubmissions: int = Field(default=2, ge=0, le=10)
+    # Delivery: how each photo of the CHSI upload package is named, and the print size of the sheets.
+    chsi_file_name: str = Field(default="{student_number}.jpg", max_length=100)
+    print_size: PrintSizeName = "2寸"
+
+    @field_validator("chsi_file_name")
+    @classmethod
+    def _chsi_file_name(cls, value: str) -> str:
+        return check_chsi_file_name(value)
 
 
 class SchoolPublicView(BaseModel):

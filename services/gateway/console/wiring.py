@@ -13,9 +13,11 @@ from services.gateway.config import GatewaySettings
 from services.gateway.console import (
     audit,
     auth,
+    batches,
     cases,
     dashboard,
     deadletters,
+    delivery,
     exceptions,
     operators,
     review,
@@ -30,7 +32,18 @@ from services.gateway.ratelimit import RateLimiter
 from shared.db import Database
 
 CONSOLE_API = Api()
-for module in (auth, audit, cases, review, exceptions, students, schools_admin, deadletters, dashboard):
+for module in (
+    auth,
+    audit,
+    cases,
+    review,
+    exceptions,
+    students,
+    schools_admin,
+    deadletters,
+    delivery,
+    dashboard,
+):
     CONSOLE_API.endpoints.extend(module.api.endpoints)
 
 INDEXES: dict[str, list[IndexModel]] = {
@@ -38,6 +51,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     **auth.INDEXES,
     **audit.INDEXES,
     **review.INDEXES,
+    **batches.INDEXES,
 }
 
 
