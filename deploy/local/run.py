@@ -109,6 +109,34 @@ def ensure_rabbitmq(amqp_url: str) -> None:
     say(f"RabbitMQ is up on {host}:{port}")
 
 
+def ensure_management_plugin(amqp_url: str) -> None:
+    """The console dashboard's queue figures come from RabbitMQ's management API (docs/console.md)."""
+    host = urlparse(amqp_url).hostname or "127.0.0.1"
+    if host not in ("127.0.0.1", "localhost"):
+        return  # a broker elsewhere is configured by whoever runs it (RABBITMQ_MANAGEMENT_URL)
+    plugins = shutil.which("rabbitmq-plugins")
+    if plugins is None:
+        say(
+            "rabbitmq-plugins not found: the console dashboard shows no queue figures until the "
+            "management plugin is enabled (rabbitmq-plugins enable rabbitmq_management)"
+        )
+        return
+    enabled = subprocess.run(
+        [plugins, "-q", "is_enabled", "rabbitmq_management"], capture_output=True, timeout=60, check=False
+    )
+    if enabled.returncode == 0:
+        return
+    say("enabling the RabbitMQ management plugin (the console dashboard's queue figures)")
+    done = subprocess.run(
+        [plugins, "enable", "rabbitmq_management"], capture_output=True, text=True, timeout=120, check=False
+    )
+    if done.returncode != 0:
+        say(
+            "could not enable rabbitmq_management (run as root: rabbitmq-plugins enable "
+            f"rabbitmq_management): {done.stderr.strip()[:200]}"
+        )
+
+
 def dev_key(name: str, purpose: str) -> str:
     """A development key (32 random bytes, base64) made once under var/; never used in production."""
     path = VAR / name
@@ -218,6 +246,7 @@ async def main() -> int:
     env.setdefault("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
     ensure_zbar()
     ensure_rabbitmq(env["AMQP_URL"])
+    ensure_management_plugin(env["AMQP_URL"])
     env.setdefault("CODEC_CIPHER_KEY", dev_key("codec-cipher.key", "CHSI cipher key"))
     env.setdefault("GATEWAY_DATA_KEY", dev_key("gateway-data.key", "key for personal data at rest"))
 

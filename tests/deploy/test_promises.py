@@ -131,7 +131,9 @@ def test_network_policies(overlay: str) -> None:
         for rule in policy["spec"].get("egress", []):
             for port in rule["ports"]:
                 egress_ports.setdefault(port["port"], []).append(policy["spec"]["podSelector"])
-    assert set(egress_ports) == {53, 5672, 27017, 443}
+    assert set(egress_ports) == {53, 5672, 27017, 443, 15672}
+    # The management API (console dashboard) for the gateway only.
+    assert egress_ports[15672] == [{"matchLabels": {"app.kubernetes.io/name": "gateway"}}]
     https = policies["egress-wechat-https"]["spec"]
     assert https["podSelector"]["matchExpressions"][0]["values"] == ["gateway", "notify"]
     assert "10.0.0.0/8" in https["egress"][0]["to"][0]["ipBlock"]["except"]
