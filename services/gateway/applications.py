@@ -116,3 +116,14 @@ NEXT_STEPS: dict[State, NextStep] = {
     S.APPROVED: NextStep("done", "审核通过，请等待照片上传学信网"),
     S.REJECTED: NextStep("take_photo", "审核未通过，可免费重拍提交"),
 }
+
+
+def delivery_step(delivery: dict[str, object] | None) -> NextStep | None:
+    """After approval: how far delivery got (the `delivery` sub-document, console/batches.py)."""
+    if not delivery:
+        return None
+    if delivery.get("mailed_at"):
+        return NextStep("done", "照片已上传学信网，纸质照片已邮寄")
+    if delivery.get("printed_at"):
+        return NextStep("done", "照片已上传学信网，纸质照片已冲印，等待邮寄")
+    return NextStep("done", "照片已导出上传学信网，等待冲印")

@@ -85,6 +85,8 @@ async def approved(
                     "raw_blob_id": blob_id,
                     "standardized_blob_id": blob_id,
                     "uploaded_at": now,
+                    "source": "camera",
+                    "standardisation_number": 1,
                 }
             },
             "submission": {"submission_id": new_id(), "photo_id": photo_id, "submitted_at": now, "count": 1},
@@ -155,6 +157,14 @@ async def test_batch_contents_package_print_sheets_mailing_list_and_marks(env):
             assert delivery["printed_at"] is None and delivery["mailed_at"] is None
         for application_id in (waiting, wrong_size, too_big, elsewhere):
             assert "delivery" not in await db["applications"].find_one({"_id": application_id})
+        student = await system.student(f"o-{good[0]}")
+        status, seen = await student.request("GET", "/api/v1/application")
+        assert status == 200 and seen["state"] == "approved", seen
+        assert seen["next"]["label"] == "照片已导出上传学信网，等待冲印"
+        assert seen["delivery"]["exported_at"] and seen["delivery"]["printed_at"] is None
+        refused_student = await system.student(f"o-{wrong_size}")
+        status, seen = await refused_student.request("GET", "/api/v1/application")
+        assert seen["next"]["label"] == "审核通过，请等待照片上传学信网" and seen["delivery"] is None
 
         # Nothing is exported twice: the refused two stay ready, and a new batch takes nothing.
         status, overview = await support.request("GET", f"{API}/{SCHOOL}/delivery")
@@ -235,6 +245,8 @@ async def test_batch_contents_package_print_sheets_mailing_list_and_marks(env):
         assert status == 200 and again["printed_at"] == marked["printed_at"]
         status, mailed = await support.request("POST", mark, json={"stage": "mailed"})
         assert status == 200 and mailed["mailed_at"] is not None
+        status, seen = await student.request("GET", "/api/v1/application")
+        assert seen["next"]["label"] == "照片已上传学信网，纸质照片已邮寄" and seen["delivery"]["mailed_at"]
         for application_id in good:
             delivery = (await db["applications"].find_one({"_id": application_id}))["delivery"]
             assert isinstance(delivery["printed_at"], datetime) and isinstance(

@@ -10,7 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.api.common import caller, json_body, my_application
 from services.gateway.api.registry import Api
-from services.gateway.applications import NEXT_STEPS, Action, IllegalTransition, State, transition
+from services.gateway.applications import (
+    NEXT_STEPS,
+    Action,
+    IllegalTransition,
+    State,
+    delivery_step,
+    transition,
+)
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, SCHOOLS
 from services.gateway.errors import ApiError, json_response
 from services.gateway.quota import Quota, remaining
@@ -92,6 +99,14 @@ class MatchView(BaseModel):
     photo_id: str
 
 
+class DeliveryView(BaseModel):
+    """After approval: exported to CHSI in a batch, printed, mailed (the console's delivery)."""
+
+    exported_at: datetime
+    printed_at: datetime | None
+    mailed_at: datetime | None
+
+
 class ApplicationView(BaseModel):
     """Everything the mini-program's status page needs, in one response (seed 13: "the status is the truth")."""
 
@@ -107,6 +122,7 @@ class ApplicationView(BaseModel):
     match: MatchView | None
     resubmissions_left: int
     updated_at: datetime
+    delivery: DeliveryView | None = None
 
 
 def _pick(options: list[Option], code: str | None) -> Option:
@@ -172,10 +188,12 @@ def application_view(application: Document) -> ApplicationView:
     order = application.get("order")
     match = application.get("match")
     failure = application.get("last_failure")
+    delivery = application.get("delivery") if state is State.APPROVED else None
+    step = delivery_step(delivery) or NEXT_STEPS[state]
     return ApplicationView(
         application_id=application["_id"],
         state=state,
-        next=NextStepView(**NEXT_STEPS[state].__dict__),
+        next=NextStepView(**step.__dict__),
         last_failure=FailureView(**failure) if failure else None,
         student=application.get("verified_code"),
         confirmation=application.get("confirmation"),
@@ -190,6 +208,9 @@ def application_view(application: Document) -> ApplicationView:
         match=MatchView(**match) if match else None,
         resubmissions_left=int(application.get("resubmissions_left", 2)),
         updated_at=application["updated_at"],
+        delivery=DeliveryView(**{k: delivery.get(k) for k in ("exported_at", "printed_at", "mailed_at")})
+        if delivery
+        else None,
     )
 
 
