@@ -6,7 +6,7 @@ reviewers never get the same case, and the decision (审核通过 / 审核未通
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -77,6 +77,15 @@ class NextCase(BaseModel):
     case: CaseView | None
 
 
+class NextRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    skip: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list,
+        max_length=100,
+        description="application ids the reviewer skipped (the web page's S key): not offered again",
+    )
+
+
 class ReviewRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Literal["approved", "rejected"]
@@ -123,14 +132,19 @@ async def review_reasons(request: web.Request) -> web.Response:
     "POST",
     f"{PREFIX}/reviews/next",
     summary="Claim the oldest waiting case of my schools (leased to me); case is null when none waits",
+    body=NextRequest,
     response=NextCase,
     errors=("forbidden", "csrf_failed"),
 )
 async def next_case(request: web.Request) -> web.Response:
     who = await operator(request, *REVIEWERS)
+    # The body is optional: older callers send none.
+    skip = set((await json_body(request, NextRequest)).skip if request.can_read_body else ())
     leases = Leases(request)
     applications = request.app[APPLICATIONS].collection
-    scope = {"state": str(State.IN_REVIEW), **who.school_filter()}
+    scope: dict[str, object] = {"state": str(State.IN_REVIEW), **who.school_filter()}
+    if skip:
+        scope["_id"] = {"$nin": sorted(skip)}
     # A case I already hold comes back first (a reload must not lose it to someone else).
     mine = [
         lease["_id"]
@@ -139,8 +153,10 @@ async def next_case(request: web.Request) -> web.Response:
         )
     ]
     candidates: list[Document] = []
+    mine = [application_id for application_id in mine if application_id not in skip]
     if mine:
-        candidates = [d async for d in applications.find({**scope, "_id": {"$in": mine}}, {"outbox": 0})]
+        held = {**scope, "_id": {"$in": mine}}
+        candidates = [d async for d in applications.find(held, {"outbox": 0})]
     if not candidates:
         cursor = (
             applications.find(scope, {"_id": 1, "school_code": 1}).sort("updated_at", 1).limit(CANDIDATES)

@@ -27,6 +27,7 @@ from services.gateway.console import (
 from services.gateway.console.audit import AuditLog
 from services.gateway.console.auth import CONSOLE, Console, ConsoleSessions
 from services.gateway.console.operators import Operators
+from services.gateway.console.webapp import install_web
 from services.gateway.errors import json_response
 from services.gateway.ratelimit import RateLimiter
 from shared.db import Database
@@ -107,3 +108,4 @@ def install_console(app: web.Application, database: Database, settings: GatewayS
     app.on_response_prepare.append(console_headers)
     CONSOLE_API.install(app)
     app.router.add_get("/console/api/v1/openapi.json", openapi_document)
+    install_web(app)

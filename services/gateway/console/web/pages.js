@@ -1,0 +1,648 @@
+// The console's other pages: dashboard, exceptions, students, schools, delivery, dead letters, audit.
+// Each page is page(root, ctx) -> {onKey?, destroy?}; all data is rendered as text (dom.js).
+
+import { ApiError, BASE, get, post, put, query, seg } from "./api.js";
+import { append, clear, field, fmtFen, fmtTime, h, jsonBlock, replace, table } from "./dom.js";
+
+export const STATE_LABELS = {
+  code_submitted: "已提交采集码",
+  code_rejected: "采集码未通过",
+  code_verified: "采集码已验证",
+  confirmed: "已确认信息",
+  paid: "已支付",
+  submitted: "已提交照片",
+  match_failed: "比对未通过",
+  registrar_review: "学籍处复核",
+  in_review: "待审核",
+  approved: "审核通过",
+  rejected: "审核未通过",
+};
+
+const stateLabel = (state) => STATE_LABELS[state] || state;
+
+function flash(box, text, kind = "info") {
+  box.className = `status ${kind}`;
+  box.textContent = text;
+}
+
+function errorText(err) {
+  return err instanceof ApiError ? `${err.message}（${err.code}）` : String(err);
+}
+
+/** Run an action with its button disabled; its outcome shown in `box`. */
+async function act(button, box, action, done) {
+  button.disabled = true;
+  try {
+    const result = await action();
+    if (done) flash(box, done(result), "ok");
+    return result;
+  } catch (err) {
+    flash(box, `操作失败：${errorText(err)}`, "error");
+    return undefined;
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// --- 数据看板 ---------------------------------------------------------------------------------
+
+export function dashboardPage(root) {
+  const status = h("p.status", { role: "status" });
+  const body = h("div.dashboard");
+  replace(root, h("h2", "数据看板"), h("p.hint", "每 5 秒自动刷新"), status, body);
+  root.dataset.page = "dashboard";
+  let alive = true;
+
+  async function refresh() {
+    let data;
+    try {
+      data = await get("/dashboard");
+    } catch (err) {
+      flash(status, `看板暂不可用：${errorText(err)}`, "error");
+      return;
+    }
+    if (!alive) return;
+    flash(status, `更新于 ${fmtTime(data.generated_at)}`);
+    const queues = data.queues || { items: [] };
+    const outbox = data.outbox || {};
+    replace(
+      body,
+      h("h3", "申请漏斗"),
+      table(
+        ["学校", "状态", "数量"],
+        (data.funnel || []).map((row) => [
+          row.school_code,
+          stateLabel(row.state),
+          h("span.count", { dataset: { funnel: `${row.school_code}:${row.state}` } }, String(row.count)),
+        ]),
+      ),
+      h("h3", "消息队列"),
+      queues.available
+        ? table(
+            ["队列", "待投递", "未确认", "消费者", "发布/秒", "投递/秒", "确认/秒"],
+            (queues.items || []).map((q) => [
+              q.name,
+              String(q.messages_ready),
+              String(q.messages_unacked),
+              String(q.consumers),
+              Number(q.publish_rate).toFixed(1),
+              Number(q.deliver_rate).toFixed(1),
+              Number(q.ack_rate).toFixed(1),
+            ]),
+          )
+        : h("p.warn", `队列数据不可用：${queues.error || "未知原因"}`),
+      h("h3", "发件箱（outbox）"),
+      h(
+        "p",
+        `待发布事件 ${outbox.pending_events ?? "—"}，涉及 ${outbox.aggregates_pending ?? "—"} 个申请，` +
+          `最久 ${outbox.oldest_age_s == null ? "—" : `${Number(outbox.oldest_age_s).toFixed(1)} 秒`}`,
+      ),
+      h("h3", "通知失败"),
+      table(
+        ["错误码", "次数", "最近"],
+        (data.notify_failures || []).map((f) => [f.code, String(f.count), fmtTime(f.last_at)]),
+      ),
+      h("h3", "死信"),
+      h("p", { dataset: { deadLetters: String((data.dead_letters || {}).count ?? 0) } }, `死信消息 ${(data.dead_letters || {}).count ?? 0} 条`),
+    );
+    root.dataset.refreshedAt = data.generated_at || "";
+  }
+
+  refresh();
+  const timer = setInterval(refresh, 5000);
+  return {
+    destroy() {
+      alive = false;
+      clearInterval(timer);
+    },
+  };
+}
+
+// --- 异常队列 ---------------------------------------------------------------------------------
+
+const EXCEPTION_KINDS = {
+  registrar_review: "学籍处复核",
+  low_score: "比对分数低",
+  quality_rejected: "质量检测未通过",
+};
+
+export function exceptionsPage(root, ctx) {
+  const status = h("p.status", { role: "status" });
+  const kind = h(
+    "select",
+    h("option", { value: "" }, "全部"),
+    Object.entries(EXCEPTION_KINDS).map(([value, label]) => h("option", { value }, label)),
+  );
+  const list = h("div.list");
+  kind.addEventListener("change", load);
+  replace(root, h("h2", "异常队列"), field("类型", kind), status, list);
+  root.dataset.page = "exceptions";
+
+  async function load() {
+    let data;
+    try {
+      data = await get(`/exceptions${query({ kind: kind.value })}`);
+    } catch (err) {
+      flash(status, errorText(err), "error");
+      return;
+    }
+    flash(status, `共 ${data.cases.length} 件`);
+    replace(list, data.cases.length ? data.cases.map(renderCase) : h("p.empty", "没有异常案件"));
+  }
+
+  function renderCase(item) {
+    const box = h("p.status");
+    const card = h(
+      "article.card",
+      { dataset: { applicationId: item.application_id } },
+      h(
+        "header",
+        h("strong", EXCEPTION_KINDS[item.kind] || item.kind),
+        ` ${item.student_id || "—"} · ${stateLabel(item.state)} · 比对分数 ${
+          item.match && typeof item.match.score === "number" ? item.match.score.toFixed(1) : "—"
+        } · ${fmtTime(item.updated_at)}`,
+      ),
+      item.last_failure ? h("p.warn", item.last_failure.message || item.last_failure.code || "") : null,
+      item.rejected_photos.map((photo) => renderPhoto(item, photo, box)),
+      item.kind === "registrar_review" ? registrarDecision(item, box) : null,
+      box,
+    );
+    return card;
+  }
+
+  function renderPhoto(item, photo, box) {
+    const reason = h("input", { type: "text", maxlength: "400", placeholder: "放行理由（必填）" });
+    const button = h("button", { type: "button" }, "人工放行");
+    button.addEventListener("click", () => {
+      if (reason.value.trim().length < 2) {
+        flash(box, "请填写放行理由", "warn");
+        return;
+      }
+      act(
+        button,
+        box,
+        () => post(`/exceptions/${seg(item.application_id)}/photos/${seg(photo.photo_id)}/override`, { reason: reason.value }),
+        () => "已放行，学生可提交该照片",
+      );
+    });
+    const canOverride = ctx.can("override");
+    return h(
+      "div.photo-row",
+      h("img.thumb", { src: photo.image_url, alt: "被拒照片", loading: "lazy" }),
+      h("div", h("p", photo.reasons.join("；") || "—"), canOverride ? h("div.inline", reason, button) : null),
+    );
+  }
+
+  function registrarDecision(item, box) {
+    if (!ctx.can("review")) return null;
+    const reasonSelect = h("select");
+    get("/reviews/reasons").then((data) =>
+      append(reasonSelect, data.reasons.map((r) => h("option", { value: r.code }, r.label))),
+    );
+    const note = h("input", { type: "text", maxlength: "400", placeholder: "说明（可选）" });
+    const approve = h("button.approve", { type: "button" }, "通过");
+    const reject = h("button.reject", { type: "button" }, "不通过");
+    const decide = (button, decision) =>
+      act(
+        button,
+        box,
+        () =>
+          post(`/reviews/${seg(item.application_id)}/decision`, {
+            decision,
+            reason_code: decision === "rejected" ? reasonSelect.value : null,
+            note: note.value,
+          }),
+        (r) => `${decision === "approved" ? "已通过" : "已退回"}${r.review.reason ? `：${r.review.reason}` : ""}`,
+      );
+    approve.addEventListener("click", () => decide(approve, "approved"));
+    reject.addEventListener("click", () => decide(reject, "rejected"));
+    return h("div.inline", approve, reasonSelect, note, reject);
+  }
+
+  load();
+  return {};
+}
+
+// --- 学生查询 ---------------------------------------------------------------------------------
+
+export function studentsPage(root, ctx) {
+  const status = h("p.status", { role: "status" });
+  const q = h("input", { type: "search", maxlength: "64", placeholder: "学号（精确）或姓名（包含）" });
+  const results = h("div.list");
+  const detail = h("div.detail");
+  const form = h("form.inline", q, h("button", { type: "submit" }, "查询"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    search();
+  });
+  replace(root, h("h2", "学生查询"), form, status, results, detail);
+  root.dataset.page = "students";
+
+  async function search() {
+    clear(detail);
+    let data;
+    try {
+      data = await get(`/students${query({ q: q.value.trim() })}`);
+    } catch (err) {
+      flash(status, errorText(err), "error");
+      return;
+    }
+    flash(status, `找到 ${data.students.length} 人`);
+    replace(
+      results,
+      table(
+        ["姓名", "学号", "学校", "班级", "申请"],
+        data.students.map((s) => [
+          s.name,
+          s.student_number,
+          s.school_code,
+          s.class_name || "—",
+          s.applications.map((a) =>
+            h("button.link", { type: "button", on: { click: () => show(a.application_id) } }, `${stateLabel(a.state)} ${fmtTime(a.updated_at)}`),
+          ),
+        ]),
+        { empty: "没有找到学生" },
+      ),
+    );
+  }
+
+  async function show(applicationId) {
+    let data;
+    try {
+      data = await get(`/applications/${seg(applicationId)}`);
+    } catch (err) {
+      flash(status, errorText(err), "error");
+      return;
+    }
+    const app = data.application;
+    const box = h("p.status");
+    const reviews = (app.reviews || []).map((r) => [
+      fmtTime(r.decided_at),
+      r.decision === "approved" ? "通过" : "不通过",
+      r.reason || "—",
+      r.operator_id || "—",
+    ]);
+    const actions = h("div.actions");
+    if (ctx.can("students.write")) {
+      const unbind = h("button", { type: "button" }, "解除微信绑定");
+      unbind.addEventListener("click", () => {
+        if (!window.confirm("确定解除该学生的微信绑定？")) return;
+        act(unbind, box, () => post(`/applications/${seg(applicationId)}/unbind`), () => "已解除绑定");
+      });
+      const reason = h("input", { type: "text", maxlength: "80", placeholder: "退款原因（付款人可见）" });
+      const amount = h("input", { type: "number", min: "1", step: "1", placeholder: "金额（分，可空=全额）" });
+      const refund = h("button", { type: "button" }, "退款");
+      refund.addEventListener("click", () => {
+        if (reason.value.trim().length < 2) {
+          flash(box, "请填写退款原因", "warn");
+          return;
+        }
+        if (!window.confirm("确定退款？")) return;
+        const body = { reason: reason.value.trim() };
+        if (amount.value) body.amount_fen = Number(amount.value);
+        act(refund, box, () => post(`/applications/${seg(applicationId)}/refund`, body), (r) => `退款已提交：${r.refund.status || ""}`);
+      });
+      append(actions, unbind, h("span.sep"), reason, amount, refund);
+    }
+    if (ctx.role === "admin") {
+      const why = h("input", { type: "text", maxlength: "400", placeholder: "删除理由（个人信息删除请求）" });
+      const erase = h("button.reject", { type: "button" }, "删除个人信息");
+      erase.addEventListener("click", () => {
+        if (why.value.trim().length < 2) {
+          flash(box, "请填写删除理由", "warn");
+          return;
+        }
+        if (!window.confirm("删除后不可恢复，确定？")) return;
+        act(erase, box, () => post(`/applications/${seg(applicationId)}/erase`, { reason: why.value.trim() }), () => "已删除个人信息");
+      });
+      append(actions, h("span.sep"), why, erase);
+    }
+    replace(
+      detail,
+      h("h3", `申请 ${app._id}`),
+      h("p", `状态：${stateLabel(app.state)} · 学校 ${app.school_code || "—"} · 订单 ${app.order ? `${app.order.status} ${fmtFen(app.order.amount_fen)}` : "—"}`),
+      actions,
+      box,
+      h("h4", "审核记录"),
+      table(["时间", "结论", "原因", "审核员"], reviews),
+      h("h4", "通知"),
+      table(
+        ["时间", "类型", "结果"],
+        (data.notifications || []).map((n) => [fmtTime(n.sent_at || n.created_at), n.kind || n.template || n.type || "—", n.status || "—"]),
+      ),
+      h("details", h("summary", "完整记录（JSON）"), jsonBlock(data)),
+    );
+  }
+
+  return {};
+}
+
+// --- 学校配置与名单导入 -------------------------------------------------------------------------
+
+export function schoolsPage(root, ctx) {
+  const status = h("p.status", { role: "status" });
+  const picker = h("select");
+  const detail = h("div.detail");
+  picker.addEventListener("change", () => show(picker.value));
+  replace(root, h("h2", "学校管理"), field("学校", picker), status, detail);
+  root.dataset.page = "schools";
+
+  async function load() {
+    try {
+      const data = await get("/schools");
+      replace(picker, data.schools.map((s) => h("option", { value: s.school_code }, `${s.school_code} ${s.name}`)));
+      if (data.schools.length) show(data.schools[0].school_code);
+      else flash(status, "没有可管理的学校");
+    } catch (err) {
+      flash(status, errorText(err), "error");
+    }
+  }
+
+  async function show(code) {
+    let config;
+    try {
+      config = await get(`/schools/${seg(code)}`);
+    } catch (err) {
+      flash(status, errorText(err), "error");
+      return;
+    }
+    const box = h("p.status");
+    const editor = h("textarea.config", { rows: "24", spellcheck: "false", readonly: ctx.role !== "admin" ? "readonly" : null });
+    editor.value = JSON.stringify(config, null, 2);
+    const save = h("button", { type: "button", hidden: ctx.role !== "admin" }, "保存配置");
+    save.addEventListener("click", () => {
+      let parsed;
+      try {
+        parsed = JSON.parse(editor.value);
+      } catch (err) {
+        flash(box, `JSON 格式错误：${err.message}`, "error");
+        return;
+      }
+      act(save, box, () => put(`/schools/${seg(code)}`, parsed), () => "配置已保存");
+    });
+    const parts = [h("h3", "学校配置"), editor, save, box];
+    if (ctx.can("roster")) parts.push(rosterForm(code));
+    replace(detail, parts);
+  }
+
+  function rosterForm(code) {
+    const roster = h("input", { type: "file", accept: ".csv,.xlsx", required: true });
+    const photos = h("input", { type: "file", accept: ".zip" });
+    const box = h("p.status");
+    const report = h("div.report");
+    const submit = h("button", { type: "submit" }, "导入");
+    const form = h("form.upload", h("h3", "导入名单"), field("名单（CSV 或 XLSX）", roster), field("录取照片（zip，<学号>.jpg，可选）", photos), submit, box, report);
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (!roster.files.length) {
+        flash(box, "请选择名单文件", "warn");
+        return;
+      }
+      const body = new FormData();
+      body.append("roster", roster.files[0]);
+      if (photos.files.length) body.append("photos", photos.files[0]);
+      const result = await act(submit, box, () => post(`/schools/${seg(code)}/roster`, body), (r) =>
+        r.ok ? "导入完成" : "导入完成，但有被拒绝的行",
+      );
+      if (!result) return;
+      const problems = (rows) => rows.map((p) => [String(p.row), p.student_number || "—", p.code, p.message]);
+      replace(
+        report,
+        h("p", `共 ${result.rows} 行：新增 ${result.created}，更新 ${result.updated}，未变 ${result.unchanged}，照片 ${result.photos_stored} 张`),
+        h("h4", "被拒绝的行"),
+        table(["行", "学号", "错误码", "说明"], problems(result.rejected)),
+        h("h4", "警告"),
+        table(["行", "学号", "错误码", "说明"], problems(result.warnings)),
+      );
+    });
+    return form;
+  }
+
+  load();
+  return {};
+}
+
+// --- 交付（学信网上传包、打印、邮寄） ------------------------------------------------------------
+
+export function deliveryPage(root) {
+  const status = h("p.status", { role: "status" });
+  const picker = h("select");
+  const detail = h("div.detail");
+  picker.addEventListener("change", () => show(picker.value));
+  replace(root, h("h2", "交付"), field("学校", picker), status, detail);
+  root.dataset.page = "delivery";
+
+  async function load() {
+    try {
+      const data = await get("/schools");
+      replace(picker, data.schools.map((s) => h("option", { value: s.school_code }, `${s.school_code} ${s.name}`)));
+      if (data.schools.length) show(data.schools[0].school_code);
+    } catch (err) {
+      flash(status, errorText(err), "error");
+    }
+  }
+
+  async function show(code) {
+    let data;
+    try {
+      data = await get(`/schools/${seg(code)}/delivery`);
+    } catch (err) {
+      flash(status, errorText(err), "error");
+      clear(detail);
+      return;
+    }
+    flash(status, "");
+    const box = h("p.status");
+    const create = h("button", { type: "button", disabled: !data.ready }, "新建交付批次");
+    create.addEventListener("click", () =>
+      act(create, box, () => post(`/schools/${seg(code)}/delivery/batches`, {}), (b) => `已建批次 ${b.batch_id}（${b.count} 人）`).then(
+        (b) => b && show(code),
+      ),
+    );
+    const batchBox = h("div.batch");
+    replace(
+      detail,
+      h("p", { dataset: { ready: String(data.ready) } }, `待交付（审核通过、未入批次）：${data.ready} 人`),
+      create,
+      box,
+      h("h3", "批次"),
+      table(
+        ["批次", "创建", "创建人", "人数", "打印", "邮寄", ""],
+        data.batches.map((b) => [
+          b.batch_id,
+          fmtTime(b.created_at),
+          b.created_by || "—",
+          String(b.count),
+          fmtTime(b.printed_at),
+          fmtTime(b.mailed_at),
+          h("button.link", { type: "button", on: { click: () => showBatch(code, b.batch_id, batchBox) } }, "查看"),
+        ]),
+        { empty: "还没有批次" },
+      ),
+      batchBox,
+    );
+  }
+
+  async function showBatch(code, batchId, box) {
+    const path = `/schools/${seg(code)}/delivery/batches/${seg(batchId)}`;
+    let batch;
+    try {
+      batch = await get(path);
+    } catch (err) {
+      replace(box, h("p.error", errorText(err)));
+      return;
+    }
+    const result = h("p.status");
+    const mark = (stage, label) => {
+      const button = h("button", { type: "button" }, label);
+      button.addEventListener("click", () =>
+        act(button, result, () => post(`${path}/mark`, { stage }), () => `已标记：${label}`).then((b) => b && showBatch(code, batchId, box)),
+      );
+      return button;
+    };
+    const link = (file, label) => h("a.button", { href: `${BASE}${path}/${file}`, download: "" }, label);
+    replace(
+      box,
+      h("h3", `批次 ${batch.batch_id}`),
+      h("div.actions", link("chsi.zip", "下载学信网上传包"), link("print.zip", "下载打印版"), link("mailing.csv", "下载邮寄清单"), mark("printed", "已打印"), mark("mailed", "已邮寄")),
+      result,
+      table(
+        ["申请", "学号", "姓名"],
+        (batch.applications || []).map((a) => [a.application_id || a.id || "—", a.student_number || "—", a.masked_name || a.name || "—"]),
+      ),
+    );
+  }
+
+  load();
+  return {};
+}
+
+// --- 死信 ------------------------------------------------------------------------------------
+
+export function deadLettersPage(root) {
+  const status = h("p.status", { role: "status" });
+  const queues = h("div.list");
+  const messages = h("div.detail");
+  replace(root, h("h2", "死信"), status, queues, messages);
+  root.dataset.page = "deadletters";
+
+  async function load() {
+    try {
+      const data = await get("/deadletters");
+      replace(
+        queues,
+        table(
+          ["消费者", "队列", "消息数", ""],
+          data.queues.map((q) => [
+            q.consumer,
+            q.queue,
+            String(q.messages),
+            h("button.link", { type: "button", on: { click: () => browse(q.consumer) } }, "查看"),
+          ]),
+          { empty: "没有死信队列" },
+        ),
+      );
+    } catch (err) {
+      flash(status, errorText(err), "error");
+    }
+  }
+
+  async function browse(consumer) {
+    let data;
+    try {
+      data = await get(`/deadletters/${seg(consumer)}${query({ limit: 50 })}`);
+    } catch (err) {
+      flash(status, errorText(err), "error");
+      return;
+    }
+    const box = h("p.status");
+    replace(
+      messages,
+      h("h3", `${consumer} 的死信（${data.messages.length}）`),
+      box,
+      data.messages.length
+        ? data.messages.map((m) => {
+            const redrive = h("button", { type: "button", disabled: !m.event_id }, "重新投递");
+            const discard = h("button.reject", { type: "button", disabled: !m.event_id }, "丢弃");
+            const path = `/deadletters/${seg(consumer)}/${seg(m.event_id || "")}`;
+            redrive.addEventListener("click", () =>
+              act(redrive, box, () => post(`${path}/redrive`), () => `已重新投递 ${m.event_id}`).then((r) => r && browse(consumer)),
+            );
+            discard.addEventListener("click", () => {
+              if (!window.confirm("丢弃后不可恢复，确定？")) return;
+              act(discard, box, () => post(`${path}/discard`), () => `已丢弃 ${m.event_id}`).then((r) => r && browse(consumer));
+            });
+            return h(
+              "article.card",
+              h("header", h("strong", m.type || "（未知类型）"), ` ${m.event_id || "—"} · 申请 ${m.application_id || "—"}`),
+              h("p", `原因：${m.reason || "—"} · 尝试 ${m.attempts} 次 · 进入死信 ${fmtTime(m.dead_at)}`),
+              h("details", h("summary", "内容"), jsonBlock(m.payload), m.history.length ? jsonBlock(m.history) : null),
+              h("div.actions", redrive, discard),
+            );
+          })
+        : h("p.empty", "没有消息"),
+    );
+    load();
+  }
+
+  load();
+  return {};
+}
+
+// --- 审计日志 ---------------------------------------------------------------------------------
+
+export function auditPage(root) {
+  const status = h("p.status", { role: "status" });
+  const inputs = {
+    operator_id: h("input", { type: "text", maxlength: "64" }),
+    action: h("input", { type: "text", maxlength: "64", placeholder: "如 review.decided" }),
+    application_id: h("input", { type: "text", maxlength: "64" }),
+    since: h("input", { type: "datetime-local" }),
+    until: h("input", { type: "datetime-local" }),
+    limit: h("input", { type: "number", min: "1", max: "500", value: "100" }),
+  };
+  const labels = { operator_id: "操作员 ID", action: "操作", application_id: "申请 ID", since: "起", until: "止", limit: "条数" };
+  const results = h("div.list");
+  const form = h(
+    "form.filters",
+    Object.entries(inputs).map(([name, input]) => field(labels[name], input)),
+    h("button", { type: "submit" }, "搜索"),
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    search();
+  });
+  replace(root, h("h2", "审计日志"), form, status, results);
+  root.dataset.page = "audit";
+
+  const iso = (value) => (value ? new Date(value).toISOString() : "");
+
+  async function search() {
+    const params = {
+      operator_id: inputs.operator_id.value.trim(),
+      action: inputs.action.value.trim(),
+      application_id: inputs.application_id.value.trim(),
+      since: iso(inputs.since.value),
+      until: iso(inputs.until.value),
+      limit: inputs.limit.value,
+    };
+    let data;
+    try {
+      data = await get(`/audit${query(params)}`);
+    } catch (err) {
+      flash(status, errorText(err), "error");
+      return;
+    }
+    flash(status, `${data.entries.length} 条`);
+    replace(
+      results,
+      table(
+        ["时间", "操作员", "角色", "操作", "结果", "对象", "IP"],
+        data.entries.map((e) => [fmtTime(e.at), e.email || e.operator_id || "—", e.role || "—", e.action, e.outcome, JSON.stringify(e.target), e.ip || "—"]),
+      ),
+    );
+  }
+
+  search();
+  return {};
+}
