@@ -7,6 +7,7 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 from gridfs import AsyncGridFSBucket, NoFile
+from pymongo.errors import OperationFailure
 
 from shared.db import Database
 
@@ -38,3 +39,8 @@ class BlobStore:
             await self._bucket.delete(ObjectId(blob_id))
         except (InvalidId, NoFile) as exc:
             raise BlobNotFound(blob_id) from exc
+        except OperationFailure as exc:
+            # nx-27017 answers a delete of a missing file with an error instead of deleting nothing.
+            if "not found" in str(exc):
+                raise BlobNotFound(blob_id) from exc
+            raise

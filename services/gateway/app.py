@@ -36,6 +36,7 @@ from services.gateway.handlers import GatewayHandlers
 from services.gateway.payments import reconciliation_loop
 from services.gateway.privacy import KeyConfigError, cipher_from_settings
 from services.gateway.ratelimit import RateLimiter
+from services.gateway.retention import retention_loop
 from services.gateway.schools import Schools, demo_school
 from services.gateway.store import INDEXES, Applications, Sessions, Users
 from shared.config import load_settings
@@ -126,7 +127,17 @@ async def start_background(app: web.Application, runtime: Runtime) -> list[async
     funnel = asyncio.create_task(
         funnel_loop(runtime.database, interval_s=settings.gateway_funnel_interval_s), name="funnel"
     )
-    return [reconcile, funnel]
+    tasks = [reconcile, funnel]
+    if settings.retention_interval_s > 0:
+        retention = retention_loop(
+            runtime.database,
+            runtime.blobs,
+            period=timedelta(days=settings.retention_days_after_delivery),
+            interval_s=settings.retention_interval_s,
+            batch_size=settings.retention_batch_size,
+        )
+        tasks.append(asyncio.create_task(retention, name="retention"))
+    return tasks
 
 
 async def stop_background(app: web.Application, tasks: list[asyncio.Task[None]]) -> None:

@@ -31,6 +31,11 @@ class GatewaySettings(Settings):
     # The keyring for rotation: "id:base64,id:base64", the first encrypts; every one decrypts
     # (services/gateway/privacy.py, docs/operations.md). GATEWAY_DATA_KEY joins it as key id k0.
     gateway_data_keys: SecretStr = SecretStr("")
+    # Retention (services/gateway/retention.py): photos and derived data of a delivered application are
+    # purged this long after `delivery.exported_at`; the gateway checks every interval (0: never, use the CLI).
+    retention_days_after_delivery: float = Field(default=90, gt=0)
+    retention_interval_s: float = Field(default=3600, ge=0)
+    retention_batch_size: int = Field(default=100, ge=1, le=10_000)
     gateway_login_per_minute: float = Field(default=20, gt=0)
     gateway_uploads_per_minute: float = Field(default=10, gt=0)
     gateway_upload_burst: int = Field(default=10, ge=1)

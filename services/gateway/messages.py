@@ -54,6 +54,9 @@ ERROR_MESSAGES: dict[str, str] = {
     "batch_open": "该批次正在生成，请稍后刷新。(The batch is still being made; reload shortly.)",
     "delivery_photo_invalid": "批次中有照片不符合学信网要求或已删除。(A photo of the batch is missing or not CHSI-compliant.)",
     "delivery_not_printed": "请先标记已冲印再标记已邮寄。(Mark the batch printed before mailed.)",
+    # Privacy (services/gateway/retention.py, erasure.py).
+    "photo_purged": "照片已按保存期限删除。(The photo was deleted after the retention period.)",
+    "application_in_flight": "该申请正在处理中，请稍后再删除。(A worker is still processing it: retry shortly.)",
 }
 
 # Why a reviewer rejects a photo (审核未通过): the student reads the label (seed step 12).

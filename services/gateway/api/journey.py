@@ -260,10 +260,13 @@ async def admission_photo(request: web.Request) -> web.Response:
     "/api/v1/photos/{photo_id}/image",
     summary="A standardised photo of the student's own",
     binary="image/jpeg",
-    errors=("no_application", "not_found"),
+    errors=("no_application", "not_found", "photo_purged"),
 )
 async def photo_image(request: web.Request) -> web.Response:
     who = await caller(request)
     application = await my_application(request, who)
     photo = (application.get("photos") or {}).get(request.match_info["photo_id"]) or {}
+    if photo.get("purged") or (photo and application.get("retention")):
+        # Deleted after the retention period (services/gateway/retention.py).
+        raise ApiError(410, "photo_purged")
     return await _image(request, photo.get("standardized_blob_id"))

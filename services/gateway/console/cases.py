@@ -13,6 +13,7 @@ from services.gateway.console.auth import CONSOLE, operator
 from services.gateway.console.operators import Operator
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE
 from services.gateway.errors import ApiError
+from shared.blobs import BlobNotFound
 from shared.db import Document
 
 api = Api()
@@ -120,20 +121,27 @@ def _jpeg(data: bytes) -> web.Response:
     f"{PREFIX}/applications/{{application_id}}/photos/{{photo_id}}",
     summary="A photo of the application: the standardised image, else the raw upload (audited)",
     binary="image/jpeg",
-    errors=("not_found",),
+    errors=("not_found", "photo_purged"),
 )
 async def view_photo(request: web.Request) -> web.Response:
     who = await operator(request)
     application = await scoped_application(request, who, request.match_info["application_id"])
     photo_id = request.match_info["photo_id"]
     photo = (application.get("photos") or {}).get(photo_id)
+    if photo and (photo.get("purged") or application.get("retention")):
+        # Deleted after the retention period (services/gateway/retention.py).
+        raise ApiError(410, "photo_purged")
     blob_id = photo and (photo.get("standardized_blob_id") or photo.get("raw_blob_id"))
     if not blob_id:
         raise ApiError(404, "not_found")
+    try:
+        data = await request.app[BLOBS].get(blob_id)
+    except BlobNotFound as exc:
+        raise ApiError(404, "not_found") from exc
     await request.app[CONSOLE].audit.record(
         request, who, "photo.view", application_id=application["_id"], photo_id=photo_id, kind="photo"
     )
-    return _jpeg(await request.app[BLOBS].get(blob_id))
+    return _jpeg(data)
 
 
 @api.route(
@@ -149,7 +157,11 @@ async def view_admission_photo(request: web.Request) -> web.Response:
     student = await request.app[DATABASE].db["students"].find_one({"_id": application.get("student_id")})
     if student is None or not student.get("admission_photo_blob_id"):
         raise ApiError(404, "not_found")
+    try:
+        data = await request.app[BLOBS].get(student["admission_photo_blob_id"])
+    except BlobNotFound as exc:
+        raise ApiError(404, "not_found") from exc
     await request.app[CONSOLE].audit.record(
         request, who, "photo.view", application_id=application["_id"], kind="admission_photo"
     )
-    return _jpeg(await request.app[BLOBS].get(student["admission_photo_blob_id"]))
+    return _jpeg(data)

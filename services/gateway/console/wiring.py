@@ -18,6 +18,7 @@ from services.gateway.console import (
     dashboard,
     deadletters,
     delivery,
+    erasure,
     exceptions,
     operators,
     review,
@@ -42,8 +43,9 @@ for module in (
     students,
     schools_admin,
     deadletters,
-    delivery,
     dashboard,
+    delivery,
+    erasure,
 ):
     CONSOLE_API.endpoints.extend(module.api.endpoints)
 
@@ -53,6 +55,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     **audit.INDEXES,
     **review.INDEXES,
     **batches.INDEXES,
+    "erasures": [IndexModel([("school_code", 1), ("requested_at", -1)])],
 }
 
 
