@@ -13,6 +13,10 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install ".[gateway]"
 
 FROM python:3.11.11-slim-bookworm
+# A CJK font, so the names on the console's print sheets are drawn (services/gateway/console/exports.py).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-wqy-microhei \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /tmp --no-create-home --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv
