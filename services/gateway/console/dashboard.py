@@ -253,7 +253,9 @@ T = TypeVar("T")
 
 
 class Cached(Generic[T]):
-    """A value recomputed at most once per `ttl_s`; concurrent askers wait for the one computation."""
+    """A value recomputed at most once per `ttl_s`, and never more than a third of the time: a computation
+    that took d seconds is kept for at least 2d (a large installation's scans stretch the period instead
+    of running back to back). Concurrent askers wait for the one computation. `ttl_s` 0: no cache."""
 
     def __init__(self, ttl_s: float, compute: Callable[[], Awaitable[T]]) -> None:
         self._ttl = ttl_s
@@ -263,12 +265,16 @@ class Cached(Generic[T]):
         self._expires = 0.0
 
     async def get(self) -> T:
+        if self._ttl <= 0:
+            return await self._compute()
         if self._value is not None and time.monotonic() < self._expires:
             return self._value
         async with self._lock:
             if self._value is None or time.monotonic() >= self._expires:
+                started = time.monotonic()
                 self._value = await self._compute()
-                self._expires = time.monotonic() + self._ttl
+                finished = time.monotonic()
+                self._expires = finished + max(self._ttl, 2 * (finished - started))
             return self._value
 
 
