@@ -230,16 +230,7 @@ async def erase_application(
     roster = await db["students"].find_one({"_id": student_id}) if student_id else None
     personal = _personal_values(applications, roster)
     counts: dict[str, int] = {"applications": len(ids), "blobs": 0}
-    for doc in applications:
-        counts["blobs"] += await delete_blobs(blobs, await application_blob_ids(database, doc))
-    for name in WORKER_COLLECTIONS:
-        counts[name] = (await db[name].delete_many({"application_id": {"$in": ids}})).deleted_count
-    counts["review_leases"] = (await db["review_leases"].delete_many({"_id": {"$in": ids}})).deleted_count
-    counts["payment_notifications_stripped"] = await _strip_payment_notifications(
-        database, [str(o["out_trade_no"]) for o in orders if o.get("out_trade_no")]
-    )
-    counts["audit_entries_scrubbed"] = await _scrub_audit(database, cipher, ids, personal)
-
+    # The student's accounts and sessions first: nothing can act for the student while the rest goes.
     openids = {str(doc["owner_openid"]) for doc in applications if doc.get("owner_openid")}
     if student_id:
         binding = await db["bindings"].find_one({"_id": student_id})
@@ -253,6 +244,16 @@ async def erase_application(
     accounts = sorted(openids)
     counts["sessions"] = (await db["sessions"].delete_many({"openid": {"$in": accounts}})).deleted_count
     counts["users"] = (await db["users"].delete_many({"_id": {"$in": accounts}})).deleted_count
+    for doc in applications:
+        counts["blobs"] += await delete_blobs(blobs, await application_blob_ids(database, doc))
+    for name in WORKER_COLLECTIONS:
+        counts[name] = (await db[name].delete_many({"application_id": {"$in": ids}})).deleted_count
+    counts["review_leases"] = (await db["review_leases"].delete_many({"_id": {"$in": ids}})).deleted_count
+    counts["payment_notifications_stripped"] = await _strip_payment_notifications(
+        database, [str(o["out_trade_no"]) for o in orders if o.get("out_trade_no")]
+    )
+    counts["audit_entries_scrubbed"] = await _scrub_audit(database, cipher, ids, personal)
+
     # Last: while the application exists, a repeated request redoes every step above.
     counts["applications_deleted"] = (
         await db["applications"].delete_many({"_id": {"$in": ids}})

@@ -260,3 +260,51 @@ async def test_erasure_with_an_injected_clock_refuses_in_flight_work_and_the_cli
     entry = await database.db["audit_log"].find_one({"action": "application.erase", "outcome": "ok"})
     assert entry["email"] == "cli:dpo" and entry["target"]["application_ref"] == out[0]["erasure_ref"]
     assert isinstance(entry["at"], datetime) and entry["at"].tzinfo is not None
+
+
+async def test_erasure_takes_the_students_other_applications_and_finishes_after_a_crash(
+    database: Any,
+) -> None:
+    blobs = BlobStore(database)
+    cipher = FieldCipher.from_config(data_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+    first = await seed(database, blobs, exported_at=None, state="code_rejected")
+    doc = await database.db["applications"].find_one({"_id": first["id"]})
+    # The same student again (a later application), an application merged into it, and a stranger.
+    applications = Applications(database, lambda: None)
+    later, merged, stranger = new_id(), new_id(), new_id()
+    await applications.create(
+        {"_id": later, "state": "paid", "student_id": doc["student_id"], "school_code": "10487"}
+    )
+    await applications.create(
+        {"_id": merged, "state": "code_verified", "merged_into": later, "owner_openid": "o-m"}
+    )
+    await applications.create(
+        {"_id": stranger, "state": "paid", "student_id": "10487:999", "school_code": "10487"}
+    )
+    await database.db["users"].insert_one({"_id": "o-m", "phone_encrypted": "v1:k0:x"})
+    await database.db["sessions"].insert_one({"_id": "h", "openid": "o-m", "expires_at": T0})
+
+    # A run that died part-way: its record says "erasing", some documents are already gone.
+    ref = cipher.keyed_hash(later, purpose="erasure")
+    await database.db["erasures"].insert_one({"_id": ref, "status": "erasing", "requested_at": T0})
+    await blobs.delete(first["blobs"][0])
+
+    result = await erase_application(
+        database,
+        blobs,
+        cipher,
+        later,
+        reason="ticket 7",
+        operator_id="op",
+        now=lambda: T0 + timedelta(hours=1),
+    )
+    assert result is not None and result.record["status"] == "erased"
+    assert result.record["requested_at"] == T0 and result.record["completed_at"] == T0 + timedelta(hours=1)
+    counts = result.record["counts"]
+    assert counts["applications"] == counts["applications_deleted"] == 3
+    assert counts["users"] == 1 and counts["sessions"] == 1 and counts["blobs"] == 4
+    assert len(result.record["related_refs"]) == 2 and later not in json.dumps(result.record, default=str)
+    for gone in (first["id"], later, merged):
+        assert await database.db["applications"].find_one({"_id": gone}) is None
+    assert await database.db["applications"].find_one({"_id": stranger}) is not None
+    assert [await readable(blobs, b) for b in first["blobs"]] == [False] * 4
