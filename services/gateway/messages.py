@@ -49,6 +49,7 @@ ERROR_MESSAGES: dict[str, str] = {
     "unsafe_archive": "照片压缩包包含不安全的文件路径。(The photo archive has unsafe paths.)",
     "unknown_consumer": "没有这个队列。(No such consumer queue.)",
     "dead_letter_not_found": "死信消息不存在或已被处理。(The dead message is gone or was handled.)",
+    "dead_letter_unroutable": "没有队列接收这类消息，无法重新投递。(No queue takes this type: it stays parked.)",
     "photo_not_rejected": "该照片未被质量检查拒绝。(The photo was not rejected by the quality check.)",
     "nothing_to_deliver": "没有待交付的已审核照片。(No approved application is waiting for a batch.)",
     "batch_open": "该批次正在生成，请稍后刷新。(The batch is still being made; reload shortly.)",

@@ -98,3 +98,37 @@ async def test_dead_letters_are_browsed_redriven_and_discarded_with_audit(env):
         discard = await audit.find_one({"action": "deadletter.discard"})
         assert redrive["target"]["event_id"] == event.id and redrive["operator_id"] == admin.operator_id
         assert redrive["target"]["application_id"] == "app-1" and discard["target"]["event_id"] == "bad-1"
+
+
+async def test_redrive_of_a_type_nobody_consumes_is_refused_and_the_message_stays(env):
+    async with running_system(env, with_codec=False) as system:
+        stray = make_event(
+            ReviewDecided(
+                review_id="r2", photo_id="p2", student_id="s2", decision="approved", operator_id="op"
+            ),
+            application_id="app-2",
+        )
+        body = json.loads(stray.model_dump_json())
+        body["type"] = "nobody.listens.v1"  # parked by a consumer whose binding has since gone
+        await park(
+            env,
+            "notify.dead",
+            json.dumps(body).encode(),
+            stray.id,
+            **{"x-dead-reason": "gone", "x-attempt": 1},
+        )
+        admin = await operator(system, "root@example.com", Role.ADMIN, [])
+        url = f"/console/api/v1/deadletters/notify/{stray.id}/redrive"
+        status, answer = await admin.request("POST", url)
+        assert status == 409 and answer["code"] == "dead_letter_unroutable", answer
+        # Still parked, unchanged; the refused attempt is audited as failed.
+        status, page = await admin.request("GET", "/console/api/v1/deadletters/notify")
+        [letter] = page["messages"]
+        assert letter["event_id"] == stray.id and letter["reason"] == "gone" and letter["attempts"] == 1
+        audit = system.gateway.database.db["audit_log"]
+        entry = await audit.find_one({"action": "deadletter.redrive"})
+        assert entry["outcome"] == "failed" and entry["target"]["event_type"] == "nobody.listens.v1"
+        # It can still be discarded.
+        assert (await admin.request("POST", f"/console/api/v1/deadletters/notify/{stray.id}/discard"))[
+            0
+        ] == 200

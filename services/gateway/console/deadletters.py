@@ -12,6 +12,7 @@ from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue
+from aio_pika.exceptions import DeliveryError
 from aiohttp import web
 from pydantic import BaseModel
 
@@ -178,6 +179,7 @@ async def _act(request: web.Request, action: str) -> web.Response:
     event_id = request.match_info["event_id"]
     routing_key: str | None = None
     letter: DeadLetter | None = None
+    unroutable = False
     async with _channel(request) as channel:
         queue = await channel.get_queue(dead_queue(consumer), ensure=False)
         taken = await _taken(queue, MAX_BROWSE * 5)
@@ -194,14 +196,19 @@ async def _act(request: web.Request, action: str) -> web.Response:
                 exchange = await channel.get_exchange(
                     request.app[CONSOLE].settings.bus_exchange, ensure=False
                 )
-                await exchange.publish(
-                    copy_message(target, headers, {"x-redriven-by": who.operator_id}),
-                    routing_key=routing_key,
-                    mandatory=True,
-                )
-            # Published with a confirm first, then removed: a failure in between duplicates, never loses.
-            await target.ack()
-            taken.remove(target)
+                try:
+                    await exchange.publish(
+                        copy_message(target, headers, {"x-redriven-by": who.operator_id}),
+                        routing_key=routing_key,
+                        mandatory=True,
+                    )
+                except DeliveryError:
+                    # Returned by the broker: no queue is bound to that type any more. It stays parked.
+                    unroutable = True
+            if not unroutable:
+                # Published with a confirm first, then removed: a failure in between duplicates, never loses.
+                await target.ack()
+                taken.remove(target)
         finally:
             for message in taken:
                 await message.nack(requeue=True)
@@ -214,7 +221,10 @@ async def _act(request: web.Request, action: str) -> web.Response:
         event_type=letter.type,
         application_id=letter.application_id,
         dead_reason=letter.reason,
+        outcome="failed" if unroutable else "ok",
     )
+    if unroutable:
+        raise ApiError(409, "dead_letter_unroutable")
     reply = DeadLetterAction(consumer=consumer, event_id=event_id, action=action, routing_key=routing_key)
     return json_response(reply.model_dump())
 
@@ -224,7 +234,13 @@ async def _act(request: web.Request, action: str) -> web.Response:
     f"{PREFIX}/deadletters/{{consumer}}/{{event_id}}/redrive",
     summary="Publish a dead message again (same event id) to the events exchange under its type (admins)",
     response=DeadLetterAction,
-    errors=("forbidden", "csrf_failed", "unknown_consumer", "dead_letter_not_found"),
+    errors=(
+        "forbidden",
+        "csrf_failed",
+        "unknown_consumer",
+        "dead_letter_not_found",
+        "dead_letter_unroutable",
+    ),
 )
 async def redrive_dead_letter(request: web.Request) -> web.Response:
     return await _act(request, "redrive")
