@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -11,6 +12,7 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter, Histogram
 
 from services.gateway.context import REQUEST_ID
@@ -34,10 +36,29 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _dumps = functools.partial(json.dumps, ensure_ascii=False)
 
+#: The `fields` entry of a 400 for a body that could not be parsed at all.
+MALFORMED_BODY = {"field": "body", "error": "malformed"}
+
+
+# A timestamp without an offset. Every time this system keeps is UTC, but the local database stand-in
+# (nx-27017) hands back datetimes written by updates as naive text; pydantic then renders them without an
+# offset, which is not RFC 3339 `date-time`. Answers mark them as UTC here, in one place.
+_NAIVE_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?")
+
+
+def _utc_marked(value: Any) -> Any:
+    if isinstance(value, str):
+        return value + "Z" if len(value) <= 26 and _NAIVE_TIMESTAMP.fullmatch(value) else value
+    if isinstance(value, dict):
+        return {k: _utc_marked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_utc_marked(v) for v in value]
+    return value
+
 
 def json_response(body: Any, status: int = 200) -> web.Response:
     """JSON with Chinese text as UTF-8, not \\u escapes (readable in the mini-program's debugger)."""
-    return web.json_response(body, status=status, dumps=_dumps)
+    return web.json_response(_utc_marked(body), status=status, dumps=_dumps)
 
 
 class ApiError(Exception):
@@ -103,6 +124,11 @@ async def error_handling(request: web.Request, handler: Handler) -> web.StreamRe
         return _error_response(request, exc.status, exc.code, exc.message, **exc.details)
     except ConcurrentUpdate:
         return _error_response(request, 409, "busy", ERROR_MESSAGES["busy"])
+    except HttpProcessingError:
+        # A body the parser cannot read (a multipart part with a broken header, ...): the caller's fault.
+        return _error_response(
+            request, 400, "invalid_request", ERROR_MESSAGES["invalid_request"], fields=[MALFORMED_BODY]
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -50,6 +50,7 @@ class Student:
     openid: str
     http: aiohttp.ClientSession
     token: str = ""
+    scan_id: str = ""  # the last code submission's, once verified_student made one
 
     @property
     def headers(self) -> dict[str, str]:
@@ -147,6 +148,7 @@ class System:
         status, body = await student.submit_text(code_text(record), **claim)
         assert status == 202, body
         assert (await student.wait_for_scan(body["scan_id"]))["status"] == "decoded"
+        student.scan_id = body["scan_id"]
         return student
 
     async def paid_student(self, openid: str = "o-student-1", row: dict[str, str] | None = None) -> Student:

@@ -14,6 +14,7 @@ from services.gateway.api.common import (
     IMAGE_UPLOAD_ERRORS,
     caller,
     find_my_application,
+    form_data,
     idempotency_key,
     json_object,
     validation_error,
@@ -79,7 +80,7 @@ async def _read_submission(request: web.Request) -> tuple[CodeSubmission, bytes 
     if request.content_type == "application/json":
         body, image = await json_object(request), None
     elif request.content_type == "multipart/form-data":
-        form = await request.post()
+        form = await form_data(request)
         upload = form.get("image")
         body = {k: v for k, v in form.items() if isinstance(v, str)}
         if "agreed" in body:

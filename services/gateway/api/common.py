@@ -7,13 +7,17 @@ from typing import Any, TypeVar
 
 import structlog
 from aiohttp import web
+from multidict import MultiDictProxy
 from pydantic import BaseModel, ValidationError
 
 from services.gateway.context import APPLICATIONS, SESSIONS, SETTINGS, USERS
-from services.gateway.errors import ApiError
+from services.gateway.errors import MALFORMED_BODY, ApiError
 from shared.db import Document
 
 M = TypeVar("M", bound=BaseModel)
+
+#: The 415 message of a JSON route (the code's default message speaks of image uploads).
+JSON_REQUIRED = "请求格式不正确，请以 JSON（application/json）格式提交。"
 
 
 @dataclass(frozen=True)
@@ -73,10 +77,18 @@ IMAGE_UPLOAD_ERRORS = (
 )
 
 
+async def form_data(request: web.Request) -> MultiDictProxy[str | bytes | bytearray | web.FileField]:
+    """A multipart/form-data body, or a clear 400 when it cannot be parsed (no boundary, broken parts)."""
+    try:
+        return await request.post()
+    except ValueError as exc:  # aiohttp: "boundary missed", a bad Content-Disposition, ...
+        raise ApiError(400, "invalid_request", fields=[MALFORMED_BODY]) from exc
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object, within the JSON size limit; anything else is a clear 4xx."""
     if request.content_type != "application/json":
-        raise ApiError(415, "unsupported_media_type")
+        raise ApiError(415, "unsupported_media_type", JSON_REQUIRED)
     if (request.content_length or 0) > request.app[SETTINGS].gateway_max_json_bytes:
         raise ApiError(413, "payload_too_large")
     try:

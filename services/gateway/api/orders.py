@@ -50,6 +50,7 @@ class OrderResponse(BaseModel):
     summary="Create (or reuse) the order and get wx.requestPayment parameters",
     response=OrderResponse,
     status=201,
+    also=(200,),  # the pending order reused
     errors=("no_application", "illegal_transition", "order_failed"),
 )
 async def create_order(request: web.Request) -> web.Response:
@@ -143,6 +144,13 @@ def _wechat_reply(status: int, message: str = "") -> web.Response:
     summary="WeChat Pay's payment and refund notifications (signed, encrypted)",
     auth=False,
     status=204,
+    errors=("unauthenticated", "payload_too_large"),
+    # WeChat Pay's own answer format: {"code": "FAIL", "message": ...} makes it retry later.
+    error_schema={
+        "type": "object",
+        "required": ["code", "message"],
+        "properties": {"code": {"type": "string", "enum": ["FAIL"]}, "message": {"type": "string"}},
+    },
 )
 async def pay_notify(request: web.Request) -> web.Response:
     body = await request.content.read(MAX_NOTIFICATION_BYTES + 1)

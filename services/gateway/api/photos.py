@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.gateway.api.common import (
     IMAGE_UPLOAD_ERRORS,
     caller,
+    form_data,
     idempotency_key,
     json_body,
     my_application,
@@ -94,7 +95,7 @@ async def upload_photo(request: web.Request) -> web.Response:
         raise ApiError(409, "illegal_transition") from exc
     if request.content_type != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type")
-    form = await request.post()
+    form = await form_data(request)
     upload, source = form.get("image"), form.get("source", "camera")
     if not isinstance(upload, web.FileField):
         raise ApiError(400, "invalid_request", fields=[{"field": "image", "error": "missing"}])

@@ -33,6 +33,10 @@ class Endpoint:
     multipart: dict[str, str] | None
     query: dict[str, str] = field(default_factory=dict)
     binary: str | None = None
+    # Other success statuses answered with the same body (e.g. 200 when a pending order is reused).
+    also: tuple[int, ...] = ()
+    # A caller that is not our client (WeChat Pay) gets its own error body instead of `Error`.
+    error_schema: dict[str, Any] | None = None
 
 
 class Api:
@@ -53,6 +57,8 @@ class Api:
         multipart: dict[str, str] | None = None,
         query: dict[str, str] | None = None,
         binary: str | None = None,
+        also: tuple[int, ...] = (),
+        error_schema: dict[str, Any] | None = None,
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             self.endpoints.append(
@@ -69,6 +75,8 @@ class Api:
                     multipart,
                     query or {},
                     binary,
+                    also,
+                    error_schema,
                 )
             )
             return handler
@@ -127,19 +135,27 @@ class Api:
                 }
             else:
                 operation["responses"][str(e.status)] = {"description": "OK"}
+            for status in e.also:
+                operation["responses"][str(status)] = operation["responses"][str(e.status)]
             codes = set(e.errors) | {"internal_error", "invalid_request"}
+            if e.body is not None or e.multipart is not None:
+                # Every body is read within a size limit and a declared content type (api/common.py).
+                codes |= {"unsupported_media_type", "payload_too_large"}
+            if e.body is not None:
+                codes.add("invalid_json")
             if e.auth:
                 operation["security"] = [{"session": []}]
                 codes.add("unauthenticated")
             for status in sorted({_STATUS_OF.get(c, 400) for c in codes}):
                 described = sorted(c for c in codes if _STATUS_OF.get(c, 400) == status)
+                schema = e.error_schema or {"$ref": "#/components/schemas/Error"}
                 operation["responses"][str(status)] = {
                     "description": ", ".join(described),
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+                    "content": {"application/json": {"schema": schema}},
                 }
             paths.setdefault(e.path, {})[e.method.lower()] = operation
         return {
-            "openapi": "3.0.3",
+            "openapi": "3.1.0",  # the schemas are pydantic's JSON Schema 2020-12, which 3.1 uses
             "info": {"title": "Graduation-photo collection: student API", "version": "1"},
             "paths": paths,
             "components": {
@@ -167,7 +183,7 @@ _ERROR_SCHEMA = {
     "properties": {
         "code": {"type": "string", "enum": sorted(ERROR_MESSAGES)},
         "message": {"type": "string"},
-        "request_id": {"type": "string", "nullable": True},
+        "request_id": {"type": ["string", "null"]},
         "details": {"type": "object"},
     },
 }
@@ -180,12 +196,12 @@ _STATUS_OF: dict[str, int] = {
     "review_lease_held": 409,
     "no_paid_order": 409,
     "photo_not_rejected": 409,
-    "photo_purged": 410,
-    "application_in_flight": 409,
     "nothing_to_deliver": 409,
     "batch_open": 409,
     "delivery_photo_invalid": 409,
     "delivery_not_printed": 409,
+    "photo_purged": 410,
+    "application_in_flight": 409,
     "refund_failed": 502,
     "import_too_large": 413,
     "unknown_consumer": 404,

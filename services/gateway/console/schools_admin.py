@@ -21,7 +21,7 @@ from services.gateway.console.auth import CONSOLE, operator
 from services.gateway.console.cases import PREFIX
 from services.gateway.console.operators import Operator, Role
 from services.gateway.context import BLOBS, DATABASE, SCHOOLS
-from services.gateway.errors import ApiError, json_response
+from services.gateway.errors import MALFORMED_BODY, ApiError, json_response
 from services.gateway.roster import RosterError, import_roster, read_photos, read_rows
 from services.gateway.schools import SchoolConfig
 
@@ -177,7 +177,10 @@ async def import_school_roster(request: web.Request) -> web.Response:
     if not request.content_type.startswith("multipart/"):
         raise ApiError(415, "unsupported_media_type")
     files: dict[str, tuple[str, bytes]] = {}
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError) as exc:  # no boundary, or not a multipart body at all
+        raise ApiError(400, "invalid_request", fields=[MALFORMED_BODY]) from exc
     while (part := await reader.next()) is not None:
         if (
             not isinstance(part, BodyPartReader)
