@@ -219,6 +219,10 @@ class Scanner:
             if hits:
                 found.extend(hits)
                 keyed_spans.append(m.span(2))
+            elif _is_identifier_key(m.group(1)):
+                # Our own ids (uuids, hex) may hold digit runs; only known personal values count there.
+                found.extend(self._text(m.group(2), identifier=True))
+                keyed_spans.append(m.span(2))
         text = stripped
         for start, end in reversed(keyed_spans):
             text = text[:start] + " " + text[end:]

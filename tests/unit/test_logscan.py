@@ -78,6 +78,8 @@ def test_every_kind_of_leak_is_found_with_its_line_and_never_repeated(tmp_path: 
         json.dumps({"event": "ok", "name": "赵**", "phone": "138****5678", "id_last4": "****"}),  # 13
         json.dumps({"event": "ok", "application_id": "0123456789abcdef", "bytes": 10485760}),  # 14
         "plain line with port 5672 and 2026-11-28T11:36:03Z",  # 15
+        "2026-11-28 [info] http request application_id=72865893-d737-5187 request_id=12345678 ms=2.9",  # 16
+        "2026-11-28 [info] x application_id=2110216052",  # 17 a known student number, even as an id
     ]
     report = Scanner(known).scan(lines)
     by_line: dict[int, set[str]] = {}
@@ -96,6 +98,7 @@ def test_every_kind_of_leak_is_found_with_its_line_and_never_repeated(tmp_path: 
         10: {"student_number"},
         11: {"student_number"},
         12: {"student_number"},
+        17: {"student_number"},
     }
     assert report.counts["phone"] == 3 and report.counts["name"] == 2
     shown = " ".join(f.masked for f in report.findings)
