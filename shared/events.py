@@ -234,6 +234,9 @@ class PhotoRejected(EventData):
     # The Chinese text for each reason, same order: shown to the student verbatim.
     messages: list[str] = Field(default_factory=list)
     geometry: PhotoGeometry | None = None
+    # The 480x640 rendering imaging made anyway when the photo could be placed (face found, geometry
+    # reached) but a measure failed: what an operator's override accepts. None: nothing to accept.
+    placed_blob_id: str | None = Field(default=None, max_length=64)
 
 
 class PhotoConfirmed(EventData):

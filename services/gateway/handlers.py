@@ -134,7 +134,12 @@ class GatewayHandlers:
             else:
                 # `messages` are the imaging service's Chinese sentences for `reasons`, in the same order.
                 messages = list(getattr(payload, "messages", []) or [])
-                photo.update(status="rejected", reasons=payload.reasons, messages=messages)
+                photo.update(
+                    status="rejected",
+                    reasons=payload.reasons,
+                    messages=messages,
+                    placed_blob_id=payload.placed_blob_id,
+                )
                 message = "；".join(messages) or "照片不符合要求，请按拍照说明重拍"
                 fields = {"last_failure": {"code": "photo_rejected", "message": message, "at": utcnow()}}
             photos[payload.photo_id] = photo

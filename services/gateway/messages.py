@@ -51,6 +51,10 @@ ERROR_MESSAGES: dict[str, str] = {
     "dead_letter_not_found": "死信消息不存在或已被处理。(The dead message is gone or was handled.)",
     "dead_letter_unroutable": "没有队列接收这类消息，无法重新投递。(No queue takes this type: it stays parked.)",
     "photo_not_rejected": "该照片未被质量检查拒绝。(The photo was not rejected by the quality check.)",
+    "photo_not_placeable": (
+        "该照片无法按标准裁剪（未找到人脸或人像不完整），不能放行，请让学生重拍。"
+        "(The photo could not be placed to the standard: it cannot be overridden; ask for a new one.)"
+    ),
     "nothing_to_deliver": "没有待交付的已审核照片。(No approved application is waiting for a batch.)",
     "batch_open": "该批次正在生成，请稍后刷新。(The batch is still being made; reload shortly.)",
     "delivery_photo_invalid": "批次中有照片不符合学信网要求或已删除。(A photo of the batch is missing or not CHSI-compliant.)",

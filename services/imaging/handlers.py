@@ -126,7 +126,9 @@ class ImagingHandlers:
             # CPU-bound (~0.1-0.3 s): off the event loop, so heartbeats and other messages keep flowing.
             report = await asyncio.to_thread(self._check, data, submitted.source)
         blob_id = None
-        if report.ok and report.jpeg is not None:
+        # Kept for a refused photo too when it could be placed: an operator may override the refusal,
+        # and then this rendering (not the raw upload) is the standardised photo.
+        if report.jpeg is not None:
             blob_id = await self._blobs.put(
                 report.jpeg,
                 filename=f"{submitted.photo_id}.jpg",
@@ -162,8 +164,9 @@ def _document(envelope: Envelope, submitted: PhotoSubmitted, report: Report, blo
         "source": submitted.source,
         "standardisation_number": submitted.standardisation_number,
         "raw_blob_id": submitted.raw_blob_id,
-        "status": "standardized" if blob_id is not None else "rejected",
-        "standardized_blob_id": blob_id,
+        "status": "standardized" if report.ok and blob_id is not None else "rejected",
+        "standardized_blob_id": blob_id if report.ok else None,
+        "placed_blob_id": None if report.ok else blob_id,
         "reasons": reasons,
         "messages": [rejection_message(r) for r in reasons],
         "measures": [measure_event(m).model_dump() for m in report.measures],
@@ -194,6 +197,7 @@ def _result_event(envelope: Envelope, stored: Document) -> Envelope:
             reasons=stored["reasons"],
             messages=stored["messages"],
             geometry=geometry,
+            placed_blob_id=stored.get("placed_blob_id"),
         )
     return make_event(
         data,

@@ -94,10 +94,22 @@ async def test_exception_queue_and_quality_override(env):
         blob_id = await system.gateway.blobs.put(
             b"\xff\xd8\xffraw", filename="raw", content_type="image/jpeg"
         )
+        placed_id = await system.gateway.blobs.put(
+            b"\xff\xd8\xffplaced-480x640", filename="placed", content_type="image/jpeg"
+        )
+        unplaceable_id = new_id()
         refused = await in_review_case(
             system,
             state="match_failed",
-            photos={photo_id: {"status": "rejected", "raw_blob_id": blob_id, "reasons": ["headwear"]}},
+            photos={
+                photo_id: {
+                    "status": "rejected",
+                    "raw_blob_id": blob_id,
+                    "placed_blob_id": placed_id,
+                    "reasons": ["headwear"],
+                },
+                unplaceable_id: {"status": "rejected", "raw_blob_id": blob_id, "reasons": ["no_face"]},
+            },
             last_failure={"code": "photo_rejected", "message": "请摘下帽子"},
         )
         elsewhere = await in_review_case(system, "10001", state="registrar_review")
@@ -122,6 +134,18 @@ async def test_exception_queue_and_quality_override(env):
         status, overridden = await reviewer.request("POST", url, json={"reason": "the 'cap' is a hair clip"})
         assert status == 200 and overridden["photo"]["status"] == "standardized"
         assert overridden["photo"]["override"]["reasons_overridden"] == ["headwear"]
+        # Imaging's placed rendering becomes the standardised photo, never the raw upload.
+        stored = await system.gateway.database.db["applications"].find_one({"_id": refused})
+        assert stored["photos"][photo_id]["standardized_blob_id"] == placed_id
+        # A photo imaging could not place (no face) cannot be overridden: nothing standard to accept.
+        status, body = await reviewer.request(
+            "POST",
+            f"/console/api/v1/exceptions/{refused}/photos/{unplaceable_id}/override",
+            json={"reason": "looks fine to me"},
+        )
+        assert status == 409 and body["code"] == "photo_not_placeable", body
+        stored = await system.gateway.database.db["applications"].find_one({"_id": refused})
+        assert stored["photos"][unplaceable_id]["status"] == "rejected"
         assert (await reviewer.request("POST", url, json={"reason": "again"}))[1][
             "code"
         ] == "photo_not_rejected"

@@ -142,8 +142,12 @@ async def test_a_bad_photo_is_rejected_with_codes_and_chinese_messages(worker, g
     assert failed[0]["code"] == "sharpness" and failed[0]["reason"] == "blurry" and failed[0]["message"]
     stored = await runtime.database.db["photos"].find_one({"_id": envelope.data["photo_id"]})
     assert stored is not None and stored["status"] == "rejected" and stored["standardized_blob_id"] is None
-    # A rejected photo leaves no standardised JPEG behind.
-    assert await count_blobs(runtime.database.db, {"metadata.kind": STANDARDIZED_KIND}) == 0
+    # The photo could be placed, so its 480x640 rendering is kept for an operator's override, named in
+    # the event and the document, and it is no standardised photo until someone overrides.
+    assert result.data["placed_blob_id"] == stored["placed_blob_id"] is not None
+    placed = faces.decode(await runtime.blobs.get(stored["placed_blob_id"]))
+    assert placed.shape[:2] == (640, 480)
+    assert await count_blobs(runtime.database.db, {"metadata.kind": STANDARDIZED_KIND}) == 1
 
 
 async def test_unreadable_and_missing_photos_are_rejected_not_retried(worker, gateway_queue) -> None:
@@ -151,6 +155,7 @@ async def test_unreadable_and_missing_photos_are_rejected_not_retried(worker, ga
     await submit(runtime, b"this is not a photo")
     result = await next_result(gateway_queue)
     assert result.data["reasons"] == ["not_an_image"] and result.data["measures"] == []
+    assert result.data["placed_blob_id"] is None  # nothing to place, nothing an override could accept
     data = PhotoSubmitted(
         photo_id=new_id(), student_id="s", raw_blob_id="0" * 24, source="album", standardisation_number=2
     )

@@ -196,6 +196,7 @@ _STATUS_OF: dict[str, int] = {
     "review_lease_held": 409,
     "no_paid_order": 409,
     "photo_not_rejected": 409,
+    "photo_not_placeable": 409,
     "nothing_to_deliver": 409,
     "batch_open": 409,
     "delivery_photo_invalid": 409,

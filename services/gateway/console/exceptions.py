@@ -118,7 +118,14 @@ async def list_exceptions(request: web.Request) -> web.Response:
     summary="Accept a photo the quality check refused (with a reason); the student can then submit it",
     body=OverrideRequest,
     response=OverrideResponse,
-    errors=("forbidden", "csrf_failed", "not_found", "photo_not_rejected", "illegal_transition"),
+    errors=(
+        "forbidden",
+        "csrf_failed",
+        "not_found",
+        "photo_not_rejected",
+        "photo_not_placeable",
+        "illegal_transition",
+    ),
 )
 async def override_quality(request: web.Request) -> web.Response:
     who = await operator(request, Role.ADMIN, Role.REVIEWER)
@@ -137,11 +144,14 @@ async def override_quality(request: web.Request) -> web.Response:
             transition(current["state"], Action.UPLOAD_PHOTO)  # photos may still change in this state
         except IllegalTransition as exc:
             raise ApiError(409, "illegal_transition", state=current["state"]) from exc
-        # Imaging made no standardised image of a refused photo: the operator accepts the upload as it is.
+        # What is accepted is imaging's own 480x640 rendering of the refused photo (placed_blob_id), never
+        # the raw upload: a photo that could not even be placed (no face, cut off) cannot be overridden.
+        if not photo.get("placed_blob_id"):
+            raise ApiError(409, "photo_not_placeable")
         photos[photo_id] = {
             **photo,
             "status": "standardized",
-            "standardized_blob_id": photo.get("standardized_blob_id") or photo["raw_blob_id"],
+            "standardized_blob_id": photo["placed_blob_id"],
             "override": {
                 "operator_id": who.operator_id,
                 "reason": body.reason,
