@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ from services.gateway.console.operators import Role
 from services.gateway.retention import purge_delivered
 from services.gateway.store import Applications
 from shared.blobs import BlobNotFound, BlobStore
-from shared.events import new_id
+from shared.events import new_id, utcnow
 from tests.conftest import ROOT
 from tests.support.console import operator
 from tests.support.system import running_system
@@ -259,3 +260,19 @@ async def test_purged_photos_answer_410_and_missing_blobs_404_not_500(
         # The admission photo (the school's) is still there to view.
         status, body = await admin.request("GET", f"/console/api/v1/applications/{app['id']}/admission-photo")
         assert status == 200 and body == b"admission"
+
+
+async def test_the_gateway_runs_the_retention_job_in_the_background(env: dict[str, str]) -> None:
+    async with running_system(
+        env, with_codec=False, retention_interval_s=0.2, retention_days_after_delivery=30
+    ) as system:
+        database, blobs = system.gateway.database, system.gateway.blobs
+        due = await seed(database, blobs, exported_at=utcnow() - timedelta(days=31))
+        kept = await seed(database, blobs, exported_at=utcnow() - timedelta(days=29))
+        deadline = asyncio.get_running_loop().time() + 15
+        while not (await database.db["applications"].find_one({"_id": due["id"]})).get("retention"):
+            assert asyncio.get_running_loop().time() < deadline, "the background job never purged it"
+            await asyncio.sleep(0.1)
+        assert [await readable(blobs, b) for b in due["blobs"]] == [False] * 4
+        assert [await readable(blobs, b) for b in kept["blobs"]] == [True] * 4
+        assert "retention" not in await database.db["applications"].find_one({"_id": kept["id"]})
