@@ -1,0 +1,319 @@
+"""Figures, plots and the bench/RESULTS.md sections of a load run (from var/load/<name>/run.json)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bench.load.stack import WORKERS
+from bench.results import write_section
+
+if TYPE_CHECKING:
+    from bench.load.audit import Outcome
+    from bench.load.runner import LoadRun, Phase
+
+PLOTS = Path(__file__).resolve().parent
+# (name, from, to): the server's own clock (stored documents; "notified" is the sandbox's receipt of the
+# subscribe message), and the whole journey on the student's clock.
+STAGES = [
+    ("upload→standardised", "uploaded", "standardized"),
+    ("submit→matched", "submitted", "matched"),
+    ("decision→notified", "decided", "notified"),
+    ("whole journey", "started", "notified"),
+]
+# The same stages as the student sees them (their status polls: up to one poll interval later).
+SEEN = [("upload→standardised", "uploading", "standardized"), ("submit→matched", "submitting", "matched")]
+TARGETS = {"upload→standardised": 2.0, "submit→matched": 1.5}
+FLAT_SLOPE = 0.1  # messages/s: a queue growing slower than this over a knee step counts as flat
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    rank = q / 100 * (len(ordered) - 1)
+    low = int(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def slope(points: list[tuple[float, float]]) -> float:
+    """Least-squares slope (units per second)."""
+    if len(points) < 3:
+        return 0.0
+    n = len(points)
+    mx = sum(t for t, _ in points) / n
+    my = sum(v for _, v in points) / n
+    var = sum((t - mx) ** 2 for t, _ in points)
+    return sum((t - mx) * (v - my) for t, v in points) / var if var else 0.0
+
+
+def step_series(
+    samples: list[dict[str, Any]], start: float, end: float
+) -> dict[str, list[tuple[float, float]]]:
+    work: list[tuple[float, float]] = []
+    outbox: list[tuple[float, float]] = []
+    for s in samples:
+        if not start <= s["t"] <= end:
+            continue
+        if s["queues"] is not None:
+            work.append((s["t"], float(work_depth(s["queues"]))))
+        if s["outbox_events"] is not None:
+            outbox.append((s["t"], float(s["outbox_events"])))
+    return {"work": work, "outbox": outbox}
+
+
+def work_depth(queues: dict[str, Any]) -> int:
+    consumers = ("gateway", *WORKERS)
+    return sum(
+        int(r) + int(u)
+        for name, (r, u) in queues.items()
+        if name.split(".")[0] in consumers and not name.endswith(".dead")
+    )
+
+
+def flat(run: LoadRun, phase: Phase) -> bool:
+    """Did the queues and the outbox stay flat while students arrived at this step's rate?"""
+    assert run.sampler is not None
+    samples = [s.as_dict() for s in run.sampler.samples]
+    share = sum(j.outcome == "done" for j in phase.journeys) / max(1, len(phase.journeys))
+    verdict = step_verdict(samples, phase.started, phase.ended, share)
+    return bool(verdict["flat"])
+
+
+def step_verdict(
+    samples: list[dict[str, Any]], start: float, end: float, completed_share: float
+) -> dict[str, Any]:
+    # The first fifth of a step is the system filling up to its working depth: left out of the trend.
+    series = step_series(samples, start + (end - start) / 5, end)
+    work, outbox = slope(series["work"]), slope(series["outbox"])
+    peak = max((v for _, v in series["work"]), default=0.0)
+    is_flat = work <= FLAT_SLOPE and outbox <= FLAT_SLOPE and completed_share >= 0.98
+    return {"work_slope": work, "outbox_slope": outbox, "peak_depth": peak, "flat": is_flat}
+
+
+@dataclass
+class Summary:
+    text: str
+    ok: bool
+    figures: dict[str, Any]
+
+
+def latencies(journeys: list[dict[str, Any]], times: dict[str, dict[str, float]]) -> dict[str, list[float]]:
+    out: dict[str, list[float]] = {name: [] for name, _, _ in STAGES}
+    out.update({f"{name} (seen by the student)": [] for name, _, _ in SEEN})
+    out["imaging processing"], out["matching processing"] = [], []
+    for j in journeys:
+        at = {**times.get(j["openid"], {}), "started": j["started"]}
+        for name, a, b in STAGES:
+            if a in at and b in at and at[b] >= at[a]:
+                out[name].append(at[b] - at[a])
+        for name, a, b in SEEN:
+            if a in j["at"] and b in j["at"]:
+                out[f"{name} (seen by the student)"].append(j["at"][b] - j["at"][a])
+        for name, key in (("imaging processing", "imaging_ms"), ("matching processing", "matching_ms")):
+            if key in at:
+                out[name].append(at[key] / 1000)
+    return out
+
+
+def throughput(
+    journeys: list[dict[str, Any]], times: dict[str, dict[str, float]], start: float, end: float
+) -> float:
+    """Photos standardised per second while students arrived (the end-to-end photo rate)."""
+    done = [
+        times[j["openid"]]["standardized"] for j in journeys if "standardized" in times.get(j["openid"], {})
+    ]
+    inside = [t for t in done if start <= t <= end]
+    return len(inside) / (end - start) if end > start else 0.0
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def summarise(out: Path, outcome: Outcome, *, write: bool, faults: bool) -> Summary:
+    run = json.loads((out / "run.json").read_text())
+    decided: dict[str, float] = run["decided"]
+    samples = run["samples"]
+    steady = run["phases"][0]
+    journeys = steady["journeys"]
+    done = [j for j in journeys if j["outcome"] == "done"]
+    lat = latencies(done, outcome.times)
+    window = (steady["started"] + min(10.0, steady["duration_s"] / 4), steady["ended"])
+    photos_per_s = throughput(journeys, outcome.times, *window)
+    figures: dict[str, Any] = {
+        "students": len(journeys),
+        "completed": len(done),
+        "rate": steady["rate"],
+        "duration_s": steady["duration_s"],
+        "photos_per_s": photos_per_s,
+        "latency": {k: {q: percentile(v, q) for q in (50, 95, 99)} for k, v in lat.items()},
+        "retries": sum(j["retries"] for j in journeys),
+        "failed": [j["error"] for j in journeys if j["outcome"] != "done"][:5],
+    }
+    knee_rows = []
+    knee = None
+    for phase in run["phases"][1:]:
+        share = sum(j["outcome"] == "done" for j in phase["journeys"]) / max(1, len(phase["journeys"]))
+        verdict = step_verdict(samples, phase["started"], phase["ended"], share)
+        p_lat = latencies([j for j in phase["journeys"] if j["outcome"] == "done"], outcome.times)
+        knee_rows.append(
+            {
+                "rate": phase["rate"],
+                **verdict,
+                "photos_per_s": throughput(
+                    phase["journeys"], outcome.times, phase["started"] + 10, phase["ended"]
+                ),
+                "p95_std": percentile(p_lat["upload→standardised"], 95),
+                "p95_match": percentile(p_lat["submit→matched"], 95),
+                "completed": share,
+            }
+        )
+        if verdict["flat"] and (knee is None or phase["rate"] > knee):
+            knee = phase["rate"]
+        if not verdict["flat"]:
+            break
+    figures["knee"] = knee
+    figures["knee_steps"] = knee_rows
+    figures["faults"] = run["faults"]
+    figures["restarts"] = run["restarts"]
+
+    lines = [
+        f"Load run on {machine()}: {len(journeys)} students arriving at {steady['rate']:g}/s (Poisson) for "
+        f"{steady['duration_s']:g} s, one replica of each worker, {len(decided)} cases approved by the scripted reviewers.",
+        "",
+        f"- completed journeys: **{len(done)} / {len(journeys)}** (retries after a refused or failed call: {figures['retries']})",
+        f"- photos standardised per second while students arrived: **{photos_per_s:.2f}**",
+        "",
+        "| stage | n | p50 s | p95 s | p99 s | target p95 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, values in lat.items():
+        p = figures["latency"][name]
+        target = f"≤ {TARGETS[name]:g} s" if name in TARGETS else ""
+        lines.append(f"| {name} | {len(values)} | {p[50]:.2f} | {p[95]:.2f} | {p[99]:.2f} | {target} |")
+    if knee_rows:
+        lines += [
+            "",
+            "Knee search: arrival rate stepped up, each step drained before the next; a step is flat when the "
+            f"work queues' and the outbox's least-squares trend stays ≤ {FLAT_SLOPE} messages/s (its first fifth, "
+            "filling up, left out) and ≥ 98% of its journeys complete.",
+            "",
+            "| arrivals/s | photos/s | queue trend msg/s | outbox trend | peak depth | p95 upload→std "
+            "| p95 submit→matched | flat |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in knee_rows:
+            lines.append(
+                f"| {r['rate']:g} | {r['photos_per_s']:.2f} | {r['work_slope']:+.3f} | {r['outbox_slope']:+.3f} | "
+                f"{r['peak_depth']:.0f} | {r['p95_std']:.2f} | {r['p95_match']:.2f} | {'yes' if r['flat'] else 'no'} |"
+            )
+        lines += [
+            "",
+            f"**Knee: {knee:g} arrivals/s**" if knee is not None else "**Knee: below the first step**",
+        ]
+    if faults:
+        lines += ["", "Faults (seconds until the piece answered again):", ""]
+        for f in run["faults"]:
+            back = f"back after {f['recovered_s'] or 0:.1f} s"
+            error = f" (error {f['error']})" if f["error"] else ""
+            lines.append(f"- {f['kind']} at {f['at_s']:.0f} s: {back}{error}")
+    lines += ["", outcome.table()]
+    text = "\n".join(lines)
+    ok = outcome.ok and len(done) == len(journeys)
+    if write:
+        plots(out, run, lat, knee_rows, prefix="faults-" if faults else "")
+        images = ["faults-latency.png", "faults-queues.png"] if faults else ["latency.png", "queues.png"]
+        if knee_rows:
+            images.append("knee.png")
+        body = text + "\n\n" + "\n".join(f"![{i}](load/{i})" for i in images)
+        write_section("load-faults" if faults else "load", body)
+    (out / "summary.json").write_text(json.dumps(figures, indent=1, default=str))
+    return Summary(text, ok, figures)
+
+
+def plots(
+    out: Path, run: dict[str, Any], lat: dict[str, list[float]], knee_rows: list[dict[str, Any]], prefix: str
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, (name, _, _) in zip(axes, STAGES[:3], strict=True):
+        values = lat[name]
+        ax.hist(values, bins=30, color="#4c72b0")
+        for q, style in ((50, "-"), (95, "--"), (99, ":")):
+            if values:
+                ax.axvline(percentile(values, q), color="k", linestyle=style, linewidth=1, label=f"p{q}")
+        ax.set_title(name)
+        ax.set_xlabel("seconds")
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("students")
+    fig.tight_layout()
+    fig.savefig(PLOTS / f"{prefix}latency.png", dpi=90)
+    plt.close(fig)
+
+    samples = run["samples"]
+    t0 = run["phases"][0]["started"]
+    fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(13, 6), sharex=True)
+    for consumer in ("gateway", *WORKERS):
+        xs, ys = [], []
+        for s in samples:
+            if s["queues"] is not None:
+                xs.append(s["t"] - t0)
+                ys.append(
+                    sum(r + u for n, (r, u) in s["queues"].items() if n in (consumer, f"{consumer}.retry"))
+                )
+        ax1.plot(xs, ys, label=consumer, linewidth=1)
+    ax1.set_ylabel("queue depth (ready + unacked)")
+    ax1.legend(fontsize=7, ncol=5)
+    xs = [s["t"] - t0 for s in samples if s["outbox_events"] is not None]
+    ys = [s["outbox_events"] for s in samples if s["outbox_events"] is not None]
+    ax2.plot(xs, ys, color="#c44e52", linewidth=1)
+    ax2.set_ylabel("outbox backlog (events)")
+    ax2.set_xlabel("seconds since the first arrival")
+    for phase in run["phases"]:
+        for ax in (ax1, ax2):
+            ax.axvspan(phase["started"] - t0, phase["ended"] - t0, color="#eeeeee", zorder=0)
+    for f in run["faults"]:
+        for ax in (ax1, ax2):
+            ax.axvline(f["started"] - t0, color="#dd8452", linewidth=1)
+        ax1.annotate(f["kind"], (f["started"] - t0, ax1.get_ylim()[1] * 0.9), fontsize=7, rotation=90)
+    fig.tight_layout()
+    fig.savefig(PLOTS / f"{prefix}queues.png", dpi=90)
+    plt.close(fig)
+
+    if knee_rows:
+        fig, ax = plt.subplots(figsize=(7, 3.6))
+        rates = [r["rate"] for r in knee_rows]
+        ax.plot(rates, [r["photos_per_s"] for r in knee_rows], "o-", label="photos standardised/s")
+        ax.plot(rates, rates, ":", color="grey", label="arrivals/s")
+        ax.set_xlabel("arrivals/s")
+        ax.set_ylabel("per second")
+        ax2b = ax.twinx()
+        ax2b.plot(
+            rates, [r["work_slope"] for r in knee_rows], "s--", color="#c44e52", label="queue trend (msg/s)"
+        )
+        ax2b.set_ylabel("queue trend, messages/s")
+        ax.legend(loc="upper left", fontsize=7)
+        ax2b.legend(loc="lower right", fontsize=7)
+        fig.tight_layout()
+        fig.savefig(PLOTS / "knee.png", dpi=90)
+        plt.close(fig)
+
+
+def profile(write: bool) -> str:
+    """Where the slowest stage's time goes: the filled in by bench/load/profile.py."""
+    from bench.load.profile import profile_stages
+
+    text: str = profile_stages()
+    if write:
+        write_section("load-profile", text)
+    return text
