@@ -12,6 +12,7 @@ help:
 	@echo "make run          start the gateway, the workers, the embedded database (and RabbitMQ if needed)"
 	@echo "make test         lint, type-check and run the whole test suite (real RabbitMQ and nx-27017)"
 	@echo "make demo         drive one made-up student through the journey against 'make run'"
+	@echo "make load         simulated students through the whole journey (STUDENTS= RATE= DURATION= KNEE= FAULTS=1) -> bench/RESULTS.md"
 	@echo "make bench-codec  decode-rate and latency benchmark of the codec cascade -> bench/RESULTS.md"
 	@echo "make bench-imaging time to standardise 12 MP and 2 MP photos vs cv2.imread -> bench/RESULTS.md"
 	@echo "make bench-matching  face-comparison time on 2 MP photos vs the face_recognition call sequence -> bench/RESULTS.md"
@@ -75,3 +76,16 @@ stop:
 
 clean: stop
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+# make load: steady arrivals at RATE/s for DURATION s (STUDENTS at most), then the knee search over the rates
+# of KNEE; FAULTS=1 injects every fault once instead and fails unless the audit finds nothing lost, duplicated
+# or stuck. It starts its own RabbitMQ node and database (bench/load/stack.py), never touching make run's.
+.PHONY: load
+STUDENTS ?= 400
+RATE ?= 1.5
+DURATION ?= 120
+KNEE ?= 1,2,2.5,3,3.5,4
+FAULTS ?=
+load: $(STAMP)
+	$(BIN)/python -m bench.load --students $(STUDENTS) --rate $(RATE) --duration $(DURATION) \
+		$(if $(FAULTS),--faults,--knee $(KNEE) --profile)
