@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Every pin of [tool.gradphoto.no-deps] in pyproject.toml, for `pip install --no-deps` (see $(STAMP)).
 NO_DEPS_PINS := import tomllib; t = tomllib.load(open("pyproject.toml", "rb")); print(" ".join(p for g in t["tool"]["gradphoto"]["no-deps"].values() for p in g))
 
-.PHONY: bench-notify bench-gateway demo run test lint fmt typecheck pytest bench-codec bench-imaging bench-matching install clean stop help
+.PHONY: bench-console bench-notify bench-gateway demo run test lint fmt typecheck pytest bench-codec bench-imaging bench-matching install clean stop help
 
 help:
 	@echo "make run          start the gateway, the workers, the embedded database (and RabbitMQ if needed)"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench-imaging time to standardise 12 MP and 2 MP photos vs cv2.imread -> bench/RESULTS.md"
 	@echo "make bench-matching  face-comparison time on 2 MP photos vs the face_recognition call sequence -> bench/RESULTS.md"
 	@echo "make bench-notify  subscribe messages/s end to end vs the sandbox's raw rate -> bench/RESULTS.md"
+	@echo "make bench-console approve -> next case shown in the console page (headless chromium) vs the bare API calls -> bench/RESULTS.md"
 	@echo "make fmt          format the code with ruff"
 
 # The virtualenv is (re)built whenever pyproject.toml changes.
@@ -66,6 +67,10 @@ bench-matching: $(STAMP)
 
 bench-notify: $(STAMP)
 	$(BIN)/python -m bench.notify
+
+bench-console: $(STAMP)
+	@[ -x /usr/bin/chromium ] || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq chromium >/dev/null; } || { echo "install chromium: sudo apt-get install -y chromium"; exit 1; }
+	$(BIN)/python -m bench.console
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -282,3 +282,120 @@ async def test_review_by_keyboard_in_a_real_browser(env):
             await page.click("nav a[data-route=review]")
             await expect(page.locator("form.login [role=alert]")).to_have_text("登录已过期，请重新登录")
             assert errors == [] or all("401" in e for e in errors), errors
+
+
+async def test_every_page_for_an_admin(env):
+    """Exceptions (override, registrar decision), students, school configuration and roster import,
+    delivery, dead letters and audit, through the page; hostile text stays text everywhere."""
+    async with running_system(env, with_codec=False, roster=ROSTER) as system:
+        await Operators(system.gateway.database).create("admin@example.com", PASSWORD, Role.ADMIN, [])
+        applications = system.gateway.database.db["applications"]
+        registrar = await waiting_case(system, "2110216001")
+        await applications.update_one({"_id": registrar}, {"$set": {"state": "registrar_review"}})
+        refused, refused_photo = new_id(), new_id()
+        blob_id = await system.gateway.blobs.put(
+            jpeg((90, 90, 90)), filename="raw", content_type="image/jpeg"
+        )
+        now = utcnow()
+        await applications.insert_one(
+            {
+                "_id": refused,
+                "state": "paid",
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+                "school_code": SCHOOL,
+                "student_id": f"{SCHOOL}:2110216002",
+                "owner_openid": "o-refused",
+                "photos": {
+                    refused_photo: {
+                        "status": "rejected",
+                        "raw_blob_id": blob_id,
+                        "uploaded_at": now,
+                        "measures": [],
+                        "reasons": ["background_not_uniform"],
+                    }
+                },
+                "last_failure": {"code": "photo_rejected", "message": HOSTILE_NOTE, "at": now},
+                "outbox": {},
+                "outbox_pending": 0,
+            }
+        )
+        async with chromium() as browser:
+            page = await (await browser.new_context(base_url=system.base_url)).new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            await sign_in(page, system.base_url, "admin@example.com")
+            await expect(page.locator("nav a.active")).to_have_text("照片审核")
+
+            # 异常队列: override the refused photo with a hostile reason; approve the registrar's case.
+            await page.click("nav a[data-route=exceptions]")
+            card = page.locator(f'article.card[data-application-id="{refused}"]')
+            await expect(card.locator("p.warn")).to_have_text(HOSTILE_NOTE)
+            await card.locator("input[type=text]").fill(HOSTILE_NOTE)
+            await card.get_by_role("button", name="人工放行").click()
+            # Imaging could not place this photo: the server's refusal is shown, nothing changes.
+            await expect(card.locator("p.status.error")).to_contain_text("photo_not_placeable")
+            assert (await applications.find_one({"_id": refused}))["photos"][refused_photo][
+                "status"
+            ] == "rejected"
+            # Once imaging's placed rendering exists, the override goes through.
+            await applications.update_one(
+                {"_id": refused}, {"$set": {f"photos.{refused_photo}.placed_blob_id": blob_id}}
+            )
+            await card.get_by_role("button", name="人工放行").click()
+            await expect(card.locator("p.status")).to_have_text("已放行，学生可提交该照片")
+            photo = (await applications.find_one({"_id": refused}))["photos"][refused_photo]
+            assert photo["status"] == "standardized" and photo["override"]["reason"] == HOSTILE_NOTE
+            card = page.locator(f'article.card[data-application-id="{registrar}"]')
+            await card.get_by_role("button", name="通过", exact=True).click()
+            await expect(card.locator("p.status")).to_have_text("已通过")
+            assert (await applications.find_one({"_id": registrar}))["state"] == "approved"
+
+            # 学生查询: the hostile name is a name, in the results and the history.
+            await page.click("nav a[data-route=students]")
+            await page.fill("input[type=search]", "img")
+            await page.keyboard.press("Enter")
+            await expect(page.locator("table td").first).to_have_text(HOSTILE_NAME)
+            await page.locator("table button.link").first.click()
+            await expect(page.locator(".detail h3")).to_have_text(f"申请 {refused}")
+
+            # 学校管理: the configuration is edited as JSON and validated by the server.
+            await page.click("nav a[data-route=schools]")
+            editor = page.locator("textarea.config")
+            await expect(editor).to_have_value(re.compile("示范大学"))
+            config = await editor.input_value()
+            await editor.fill(config.replace('"fee_fen": ', '"fee_fen": -'))
+            await page.get_by_role("button", name="保存配置").click()
+            await expect(page.locator(".detail p.status").first).to_contain_text("invalid_request")
+            await editor.fill(config.replace("示范大学", "示范大学<b>改</b>"))
+            await page.get_by_role("button", name="保存配置").click()
+            await expect(page.locator(".detail p.status").first).to_have_text("配置已保存")
+            stored = await system.gateway.database.db["schools"].find_one({"_id": SCHOOL})
+            assert stored["name"] == "示范大学<b>改</b>"
+            # Roster import: one good row, one without 证件号后4位; the report lists the refused row.
+            csv = "姓名,学号,证件号后4位\n周五,2110216099,4321\n吴六,2110216098,\n".encode()
+            await page.set_input_files(
+                "form.upload input[type=file] >> nth=0",
+                files=[{"name": "roster.csv", "mimeType": "text/csv", "buffer": csv}],
+            )
+            await page.get_by_role("button", name="导入").click()
+            report = page.locator("form.upload .report")
+            await expect(report.locator("p").first).to_contain_text("共 2 行：新增 1")
+            await expect(report.locator("td").nth(1)).to_have_text("2110216098")
+            assert await system.gateway.database.db["students"].find_one({"_id": f"{SCHOOL}:2110216099"})
+
+            # 交付, 死信, 审计日志 render; the audit log holds what was just done.
+            await page.click("nav a[data-route=delivery]")
+            await expect(page.locator("[data-ready]")).to_contain_text("待交付")
+            await page.click("nav a[data-route=deadletters]")
+            await expect(
+                page.locator("section.page[data-page=deadletters] table, section.page p.empty")
+            ).to_be_visible()
+            await page.click("nav a[data-route=audit]")
+            await expect(page.locator("section.page table")).to_contain_text("photo.override")
+            await expect(page.locator("section.page table")).to_contain_text("school.update")
+
+            assert await page.evaluate("window.__pwned") is None
+            assert await page.locator("b, img[src=x], img[src=y], section.page script").count() == 0
+            assert errors == []

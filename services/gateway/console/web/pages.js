@@ -305,15 +305,15 @@ export function studentsPage(root, ctx) {
       append(actions, unbind, h("span.sep"), reason, amount, refund);
     }
     if (ctx.role === "admin") {
-      const why = h("input", { type: "text", maxlength: "400", placeholder: "删除理由（个人信息删除请求）" });
+      const why = h("input", { type: "text", maxlength: "200", placeholder: "删除理由（如工单号，勿含个人信息）" });
       const erase = h("button.reject", { type: "button" }, "删除个人信息");
       erase.addEventListener("click", () => {
-        if (why.value.trim().length < 2) {
+        if (why.value.trim().length < 4) {
           flash(box, "请填写删除理由", "warn");
           return;
         }
         if (!window.confirm("删除后不可恢复，确定？")) return;
-        act(erase, box, () => post(`/applications/${seg(applicationId)}/erase`, { reason: why.value.trim() }), () => "已删除个人信息");
+        act(erase, box, () => post(`/applications/${seg(applicationId)}/erase`, { reason: why.value.trim() }), (r) => `已删除个人信息（记录 ${r.erasure_ref}）`);
       });
       append(actions, h("span.sep"), why, erase);
     }
@@ -467,12 +467,16 @@ export function deliveryPage(root) {
       box,
       h("h3", "批次"),
       table(
-        ["批次", "创建", "创建人", "人数", "打印", "邮寄", ""],
+        ["批次", "状态", "创建", "创建人", "人数", "下载", "打印", "邮寄", ""],
         data.batches.map((b) => [
           b.batch_id,
+          b.state === "closed" ? "已完成" : "进行中",
           fmtTime(b.created_at),
           b.created_by || "—",
           String(b.count),
+          Object.entries(b.downloads || {})
+            .map(([file, d]) => `${file} ×${d.count}`)
+            .join("，") || "—",
           fmtTime(b.printed_at),
           fmtTime(b.mailed_at),
           h("button.link", { type: "button", on: { click: () => showBatch(code, b.batch_id, batchBox) } }, "查看"),
@@ -507,9 +511,12 @@ export function deliveryPage(root) {
       h("div.actions", link("chsi.zip", "下载学信网上传包"), link("print.zip", "下载打印版"), link("mailing.csv", "下载邮寄清单"), mark("printed", "已打印"), mark("mailed", "已邮寄")),
       result,
       table(
-        ["申请", "学号", "姓名"],
-        (batch.applications || []).map((a) => [a.application_id || a.id || "—", a.student_number || "—", a.masked_name || a.name || "—"]),
+        ["申请", "学号", "姓名", "文件名"],
+        (batch.applications || []).map((a) => [a.application_id, a.student_number || "—", a.name || "—", a.file_name || "—"]),
       ),
+      (batch.refused || []).length
+        ? [h("h4", "未能入包"), table(["申请", "原因"], batch.refused.map((r) => [r.application_id, r.reason]))]
+        : null,
     );
   }
 
