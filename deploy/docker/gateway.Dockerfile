@@ -8,6 +8,7 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml ./
 COPY shared ./shared
+# services/ carries the console's web page (services/gateway/console/web/): package data, installed below.
 COPY services ./services
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install ".[gateway]"

@@ -37,7 +37,7 @@ function loadImage(url, alt) {
 }
 
 export function reviewPage(root, ctx) {
-  const state = { current: null, busy: false, mode: "view", reason: null, skipped: new Set(), alive: true };
+  const state = { current: null, busy: false, mode: "view", reason: null, skipped: new Set(), alive: true, poll: 0 };
   const status = h("p.status", { role: "status", "aria-live": "polite" });
   const caseBox = h("section.case");
   const rejectBox = h("section.reject", { hidden: true });
@@ -152,8 +152,12 @@ export function reviewPage(root, ctx) {
     state.current = item;
     if (!item) {
       delete root.dataset.caseId;
-      replace(caseBox, h("p.empty", "暂无待审核的照片。按 N 刷新。"));
+      replace(caseBox, h("p.empty", "暂无待审核的照片，每 10 秒自动刷新（或按 N）。"));
       root.dataset.ready = "1";
+      clearTimeout(state.poll);
+      state.poll = setTimeout(() => {
+        if (state.alive && !state.current && !state.busy) loadNext();
+      }, 10000);
       return true;
     }
     const standard = item.submitted_photo
@@ -185,6 +189,7 @@ export function reviewPage(root, ctx) {
       say(`${who} ${decision === "approved" ? "已通过" : "已退回"}${detail}`, decision === "approved" ? "ok" : "warn");
       closeReject();
       if (await loadNext()) {
+        if (performance.getEntriesByType("measure").length > 5000) performance.clearMeasures();
         performance.measure("console.decision-to-next-case", "console.decision");
       }
     } catch (err) {
@@ -313,6 +318,7 @@ export function reviewPage(root, ctx) {
     destroy() {
       // Leaving the page gives the case back at once instead of holding it until the lease lapses.
       state.alive = false;
+      clearTimeout(state.poll);
       if (state.current) post(`/reviews/${seg(state.current.application_id)}/release`).catch(() => {});
     },
   };
