@@ -7,10 +7,12 @@ session expiry; and the page's own routes: the strict CSP, no traversal out of t
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from datetime import timedelta
 from typing import Any
 
+import aio_pika
 import aiohttp
 import pytest
 from playwright.async_api import Page, expect
@@ -69,6 +71,17 @@ async def waiting_case(system: Any, number: str, *, age_s: float = 0.0) -> str:
         }
     )
     return application_id
+
+
+async def park(env: dict[str, str], queue: str, body: bytes, message_id: str, **headers: Any) -> None:
+    """A message put straight into a dead queue, as the bus parks one."""
+    connection = await aio_pika.connect(env["AMQP_URL"])
+    try:
+        channel = await connection.channel()
+        message = aio_pika.Message(body, message_id=message_id, headers=headers)
+        await channel.default_exchange.publish(message, routing_key=queue)
+    finally:
+        await connection.close()
 
 
 async def raw_get(base_url: str, target: str) -> tuple[int, bytes]:
@@ -386,12 +399,30 @@ async def test_every_page_for_an_admin(env):
             assert await system.gateway.database.db["students"].find_one({"_id": f"{SCHOOL}:2110216099"})
 
             # 交付, 死信, 审计日志 render; the audit log holds what was just done.
+            # 交付: the approved registrar case is ready; a batch is made, opened and marked printed.
             await page.click("nav a[data-route=delivery]")
-            await expect(page.locator("[data-ready]")).to_contain_text("待交付")
+            await expect(page.locator("p[data-ready]")).to_have_attribute("data-ready", "1")
+            await page.get_by_role("button", name="新建交付批次").click()
+            await expect(page.locator(".detail p.status").first).to_contain_text("（1 人）")
+            await page.locator(".detail table button.link").first.click()
+            batch = page.locator(".batch")
+            await expect(batch.locator("table")).to_contain_text("2110216001")
+            await batch.get_by_role("button", name="已打印").click()
+            await expect(batch.locator("p.status")).to_have_text("已标记：已打印")
+            stored = await system.gateway.database.db["applications"].find_one({"_id": registrar})
+            assert stored["delivery"]["printed_at"] is not None
+            # 死信: a parked message whose body is hostile markup is shown as text, then discarded.
+            await park(env, "notify.dead", HOSTILE_NOTE.encode(), "bad-1", **{"x-dead-reason": HOSTILE_NAME})
+            page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
             await page.click("nav a[data-route=deadletters]")
-            await expect(
-                page.locator("section.page[data-page=deadletters] table, section.page p.empty")
-            ).to_be_visible()
+            dead = page.locator("section.page[data-page=deadletters]")
+            await dead.locator("tr", has_text="notify.dead").get_by_role("button", name="查看").click()
+            letter = dead.locator("article.card")
+            await expect(letter).to_contain_text(f"原因：{HOSTILE_NAME}")
+            await expect(letter.locator("pre.json").first).to_have_text(json.dumps(HOSTILE_NOTE))
+            await letter.get_by_role("button", name="丢弃").click()
+            await expect(dead.locator(".detail p.status")).to_have_text("已丢弃 bad-1")
+            await expect(dead.locator("p.empty")).to_have_text("没有消息")
             await page.click("nav a[data-route=audit]")
             await expect(page.locator("section.page table")).to_contain_text("photo.override")
             await expect(page.locator("section.page table")).to_contain_text("school.update")

@@ -442,7 +442,7 @@ export function deliveryPage(root) {
     }
   }
 
-  async function show(code) {
+  async function show(code, notice = "") {
     let data;
     try {
       data = await get(`/schools/${seg(code)}/delivery`);
@@ -452,11 +452,11 @@ export function deliveryPage(root) {
       return;
     }
     flash(status, "");
-    const box = h("p.status");
+    const box = h("p.status.ok", notice);
     const create = h("button", { type: "button", disabled: !data.ready }, "新建交付批次");
     create.addEventListener("click", () =>
-      act(create, box, () => post(`/schools/${seg(code)}/delivery/batches`, {}), (b) => `已建批次 ${b.batch_id}（${b.count} 人）`).then(
-        (b) => b && show(code),
+      act(create, box, () => post(`/schools/${seg(code)}/delivery/batches`, {})).then(
+        (b) => b && show(code, `已建批次 ${b.batch_id}（${b.count} 人）`),
       ),
     );
     const batchBox = h("div.batch");
@@ -487,7 +487,7 @@ export function deliveryPage(root) {
     );
   }
 
-  async function showBatch(code, batchId, box) {
+  async function showBatch(code, batchId, box, notice = "") {
     const path = `/schools/${seg(code)}/delivery/batches/${seg(batchId)}`;
     let batch;
     try {
@@ -496,11 +496,11 @@ export function deliveryPage(root) {
       replace(box, h("p.error", errorText(err)));
       return;
     }
-    const result = h("p.status");
+    const result = h("p.status.ok", notice);
     const mark = (stage, label) => {
       const button = h("button", { type: "button" }, label);
       button.addEventListener("click", () =>
-        act(button, result, () => post(`${path}/mark`, { stage }), () => `已标记：${label}`).then((b) => b && showBatch(code, batchId, box)),
+        act(button, result, () => post(`${path}/mark`, { stage })).then((b) => b && showBatch(code, batchId, box, `已标记：${label}`)),
       );
       return button;
     };
@@ -554,7 +554,7 @@ export function deadLettersPage(root) {
     }
   }
 
-  async function browse(consumer) {
+  async function browse(consumer, notice = "") {
     let data;
     try {
       data = await get(`/deadletters/${seg(consumer)}${query({ limit: 50 })}`);
@@ -562,7 +562,7 @@ export function deadLettersPage(root) {
       flash(status, errorText(err), "error");
       return;
     }
-    const box = h("p.status");
+    const box = h("p.status.ok", notice);
     replace(
       messages,
       h("h3", `${consumer} 的死信（${data.messages.length}）`),
@@ -573,11 +573,11 @@ export function deadLettersPage(root) {
             const discard = h("button.reject", { type: "button", disabled: !m.event_id }, "丢弃");
             const path = `/deadletters/${seg(consumer)}/${seg(m.event_id || "")}`;
             redrive.addEventListener("click", () =>
-              act(redrive, box, () => post(`${path}/redrive`), () => `已重新投递 ${m.event_id}`).then((r) => r && browse(consumer)),
+              act(redrive, box, () => post(`${path}/redrive`)).then((r) => r && browse(consumer, `已重新投递 ${m.event_id}`)),
             );
             discard.addEventListener("click", () => {
               if (!window.confirm("丢弃后不可恢复，确定？")) return;
-              act(discard, box, () => post(`${path}/discard`), () => `已丢弃 ${m.event_id}`).then((r) => r && browse(consumer));
+              act(discard, box, () => post(`${path}/discard`)).then((r) => r && browse(consumer, `已丢弃 ${m.event_id}`));
             });
             return h(
               "article.card",
