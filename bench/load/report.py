@@ -132,6 +132,25 @@ def throughput(
     return len(inside) / (end - start) if end > start else 0.0
 
 
+def cpu_used(samples: list[dict[str, Any]], start: float, end: float) -> dict[str, float]:
+    """CPU seconds each process used between start and end (a restarted process's new pid counts from 0)."""
+    used: dict[str, float] = {}
+    last: dict[str, tuple[int, float]] = {}
+    for sample in samples:
+        if sample["t"] > end:
+            break
+        for name, (pid, seconds) in (sample.get("cpu") or {}).items():
+            if sample["t"] >= start and name in last:
+                before_pid, before = last[name]
+                used[name] = used.get(name, 0.0) + (seconds - before if pid == before_pid else seconds)
+            last[name] = (pid, seconds)
+    return used
+
+
+# Messages each process handles per student journey (for the per-message cost).
+MESSAGES = {"codec": 1, "imaging": 1, "matching": 1, "notify": 2}
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
@@ -156,6 +175,12 @@ def summarise(out: Path, outcome: Outcome, *, write: bool, faults: bool) -> Summ
         "retries": sum(j["retries"] for j in journeys),
         "failed": [j["error"] for j in journeys if j["outcome"] != "done"][:5],
     }
+    # CPU per student: the steady phase from its first arrival until its last student was notified.
+    ends = [outcome.times.get(j["openid"], {}).get("notified", 0.0) for j in done]
+    cpu_window = (steady["started"], max(ends, default=steady["ended"]))
+    cpu = cpu_used(samples, *cpu_window)
+    per_student = {name: seconds / max(1, len(done)) for name, seconds in cpu.items()}
+    figures["cpu_per_student_s"] = per_student
     knee_rows = []
     knee = None
     for phase in run["phases"][1:]:
@@ -197,6 +222,26 @@ def summarise(out: Path, outcome: Outcome, *, write: bool, faults: bool) -> Summ
         p = figures["latency"][name]
         target = f"≤ {TARGETS[name]:g} s" if name in TARGETS else ""
         lines.append(f"| {name} | {len(values)} | {p[50]:.2f} | {p[95]:.2f} | {p[99]:.2f} | {target} |")
+    total = sum(per_student.values()) or 1.0
+    lines += [
+        "",
+        f"CPU per completed journey, each process of the run ({cpu_window[1] - cpu_window[0]:.0f} s from the first "
+        f"arrival to the last notification; /proc, children included): {total:.2f} CPU-s per student in all, "
+        f"i.e. at most {(os.cpu_count() or 1) / total:.2f} students/s on this machine's {os.cpu_count()} cores.",
+        "",
+        "| process | CPU ms per student | share | messages per student | capacity per core |",
+        "|---|---|---|---|---|",
+    ]
+    for name, seconds in sorted(per_student.items(), key=lambda kv: -kv[1]):
+        count = MESSAGES.get(name)
+        capacity = (
+            f"{count / seconds:.1f} messages/s"
+            if count and seconds > 0
+            else (f"{1 / seconds:.1f} students/s" if seconds > 0 else "")
+        )
+        lines.append(
+            f"| {name} | {seconds * 1000:.0f} | {seconds / total:.0%} | {count or ''} | {capacity} |"
+        )
     if knee_rows:
         lines += [
             "",

@@ -99,7 +99,7 @@ class LoadRun:
         """The roster (with admission photos), the reviewer accounts, each student's code and photo."""
         started = time.monotonic()
         people = [Person.make(i, run_tag) for i in range(students)]
-        self.kits = await asyncio.to_thread(lambda: [Kit.make(p) for p in people])
+        kits = asyncio.create_task(asyncio.to_thread(lambda: [Kit.make(p) for p in people]))
         database = Database(Settings(mongo_url=self.stack.mongo_url, mongo_db=self.stack.db_name))
         try:
             report = await import_roster(
@@ -117,6 +117,7 @@ class LoadRun:
                 )
         finally:
             await database.close()
+        self.kits = await kits
         say(f"{students} students in the roster, codes and photos made ({time.monotonic() - started:.1f} s)")
 
     async def start(self) -> None:

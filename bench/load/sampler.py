@@ -1,11 +1,14 @@
-"""Once a second: every queue's depth (the private node's management API) and the outbox backlog."""
+"""Once a second: every queue's depth (the private node's management API), the outbox backlog, and the
+CPU seconds each process of the stack (and the harness itself) has used (/proc, children included)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,6 +25,7 @@ class Sample:
     queues: dict[str, tuple[int, int]] | None  # name -> (ready, unacked); None: the broker did not answer
     outbox_docs: int | None  # applications holding unpublished events; None: the database did not answer
     outbox_events: int | None
+    cpu: dict[str, tuple[int, float]] = field(default_factory=dict)  # process -> (pid, CPU seconds so far)
 
     @property
     def work(self) -> int | None:
@@ -50,7 +54,22 @@ class Sample:
             "queues": self.queues,
             "outbox_docs": self.outbox_docs,
             "outbox_events": self.outbox_events,
+            "cpu": self.cpu,
         }
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int, descendants: bool = True) -> float:
+    """User + system CPU of a process and (unless told not to) its live descendants; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        own = (int(fields[11]) + int(fields[12])) / TICKS
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return own + sum(cpu_seconds(int(child)) for child in children if descendants)
 
 
 @dataclass
@@ -76,7 +95,14 @@ class Sampler:
                         events = (events or 0) + int(doc.get("outbox_pending") or 0)
                 except Exception:  # the database is being restarted: a gap in the series
                     docs = events = None
-                self.samples.append(Sample(started, queues, docs, events))
-                with contextlib.suppress(TimeoutError):
+                cpu = {
+                    name: (child.proc.pid, cpu_seconds(child.proc.pid))
+                    for name, child in self.stack.children.items()
+                    if child.proc is not None
+                }
+                # The harness alone: the stack's processes are its children, counted above.
+                cpu["harness"] = (os.getpid(), cpu_seconds(os.getpid(), descendants=False))
+                self.samples.append(Sample(started, queues, docs, events, cpu))
+                with suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), max(0.0, self.interval_s - (time.time() - started)))
         await client.close()
