@@ -27,6 +27,8 @@ from tests.support.console import PASSWORD, operator
 from tests.support.system import ROSTER_ROW, running_system
 
 pytestmark = pytest.mark.slow
+# Two shared cores run the gateway, the database, the broker and chromium: give each step room.
+expect.set_options(timeout=15_000)
 SCHOOL = demo_school().school_code
 HOSTILE_NAME = '<img src=x onerror="window.__pwned=1">'
 HOSTILE_NOTE = '<script>window.__pwned=2</script><img src=y onerror="window.__pwned=3">'
