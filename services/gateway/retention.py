@@ -37,7 +37,8 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
-BLOB_FIELDS = ("raw_blob_id", "standardized_blob_id")
+# placed_blob_id: imaging's rendering of a refused photo, kept for an operator's override.
+BLOB_FIELDS = ("raw_blob_id", "standardized_blob_id", "placed_blob_id")
 
 
 def as_utc(value: Any) -> datetime | None:
@@ -63,9 +64,7 @@ async def application_blob_ids(database: Database, application: Document) -> set
     if image:
         ids.add(str(image))
     photo_ids = set(photos)
-    async for doc in db["photos"].find(
-        {"application_id": application["_id"]}, {"raw_blob_id": 1, "standardized_blob_id": 1}
-    ):
+    async for doc in db["photos"].find({"application_id": application["_id"]}, dict.fromkeys(BLOB_FIELDS, 1)):
         photo_ids.add(str(doc["_id"]))
         ids.update(str(doc[f]) for f in BLOB_FIELDS if doc.get(f))
     async for doc in db["blobs.files"].find({"metadata.application_id": application["_id"]}, {"_id": 1}):

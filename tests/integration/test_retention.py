@@ -45,6 +45,8 @@ async def seed(
     orphan = await blobs.put(
         b"orphan", filename="o", content_type="image/jpeg", photo_id=photo_id, kind="standardized"
     )
+    # Imaging's rendering of a refused photo (kept for an override), named only by the application.
+    placed = await blobs.put(b"placed", filename="placed", content_type="image/jpeg")
     admission = await blobs.put(b"admission", filename="adm", content_type="image/jpeg")
     db = database.db
     await db["students"].insert_one(
@@ -71,7 +73,8 @@ async def seed(
                 "standardized_blob_id": std,
                 "uploaded_at": T0 - timedelta(days=200),
                 "standardisation_number": 1,
-            }
+            },
+            new_id(): {"status": "rejected", "raw_blob_id": raw, "placed_blob_id": placed},
         },
         "submission": {"photo_id": photo_id, "count": 1},
         "match": {"score": 91.5, "passed": True, "photo_id": photo_id},
@@ -99,7 +102,7 @@ async def seed(
     return {
         "id": application_id,
         "photo_id": photo_id,
-        "blobs": [raw, std, code_image, orphan],
+        "blobs": [raw, std, code_image, orphan, placed],
         "admission": admission,
     }
 
@@ -133,7 +136,7 @@ async def test_delivered_applications_are_purged_after_the_period_and_only_then(
         "due": 2,
         "purged": 2,
         "already_purged": 0,
-        "blobs_deleted": 8,
+        "blobs_deleted": 10,
         "matches_deleted": 2,
     }
     for purged in (old, old_text):
@@ -141,7 +144,7 @@ async def test_delivered_applications_are_purged_after_the_period_and_only_then(
             assert not await readable(blobs, blob_id)
         assert await readable(blobs, purged["admission"])  # the school's roster photo stays
         doc = await db["applications"].find_one({"_id": purged["id"]})
-        assert doc["retention"]["purged_at"] == T0 and doc["retention"]["blobs_deleted"] == 4
+        assert doc["retention"]["purged_at"] == T0 and doc["retention"]["blobs_deleted"] == 5
         assert doc["retention"]["period_days"] == 90.0 and doc["version"] == 2
         photo = doc["photos"][purged["photo_id"]]
         assert photo["purged"] is True and "raw_blob_id" not in photo and "standardized_blob_id" not in photo
@@ -153,7 +156,7 @@ async def test_delivered_applications_are_purged_after_the_period_and_only_then(
         )
         assert await db["matches"].find_one({"application_id": purged["id"]}) is None
     for kept in (recent, undelivered, garbage):
-        assert [await readable(blobs, b) for b in kept["blobs"]] == [True] * 4
+        assert [await readable(blobs, b) for b in kept["blobs"]] == [True] * 5
         assert await db["applications"].find_one({"_id": kept["id"]}) == before[kept["id"]]
         assert await db["matches"].find_one({"application_id": kept["id"]}) is not None
 
@@ -178,8 +181,8 @@ async def test_a_run_interrupted_after_deleting_blobs_finishes_on_the_next_run(d
     await blobs.delete(app["blobs"][0])
     await blobs.delete(app["blobs"][2])
     report = await purge_delivered(database, blobs, period=PERIOD, now=lambda: T0)
-    assert report.purged == 1 and report.blobs_deleted == 4
-    assert [await readable(blobs, b) for b in app["blobs"]] == [False] * 4
+    assert report.purged == 1 and report.blobs_deleted == 5
+    assert [await readable(blobs, b) for b in app["blobs"]] == [False] * 5
     doc = await database.db["applications"].find_one({"_id": app["id"]})
     assert doc["retention"]["purged_at"] == T0
 
@@ -224,14 +227,14 @@ async def test_retention_cli_purges_with_its_clock_and_refuses_bad_arguments(
     ):
         code, out, err = run_privacy_cli(env, "retention", *bad)
         assert code == 2 and out == [] and "usage" in err, (bad, err)
-    assert [await readable(blobs, b) for b in app["blobs"]] == [True] * 4  # refused runs changed nothing
+    assert [await readable(blobs, b) for b in app["blobs"]] == [True] * 5  # refused runs changed nothing
 
     code, out, _ = run_privacy_cli(env, "retention", "--now", (T0 - timedelta(days=20)).isoformat())
     assert code == 0 and out[0]["purged"] == 0 and out[0]["period_days"] == 30.0  # only 20 days then
     code, out, err = run_privacy_cli(env, "retention", "--now", T0.isoformat())
-    assert code == 0 and out[0]["purged"] == 1 and out[0]["blobs_deleted"] == 4, err
+    assert code == 0 and out[0]["purged"] == 1 and out[0]["blobs_deleted"] == 5, err
     assert NAME not in err + json.dumps(out, ensure_ascii=False) and app["id"] not in json.dumps(out)
-    assert [await readable(blobs, b) for b in app["blobs"]] == [False] * 4
+    assert [await readable(blobs, b) for b in app["blobs"]] == [False] * 5
 
 
 @pytest.mark.parametrize("purged", [True, False])
@@ -273,6 +276,6 @@ async def test_the_gateway_runs_the_retention_job_in_the_background(env: dict[st
         while not (await database.db["applications"].find_one({"_id": due["id"]})).get("retention"):
             assert asyncio.get_running_loop().time() < deadline, "the background job never purged it"
             await asyncio.sleep(0.1)
-        assert [await readable(blobs, b) for b in due["blobs"]] == [False] * 4
-        assert [await readable(blobs, b) for b in kept["blobs"]] == [True] * 4
+        assert [await readable(blobs, b) for b in due["blobs"]] == [False] * 5
+        assert [await readable(blobs, b) for b in kept["blobs"]] == [True] * 5
         assert "retention" not in await database.db["applications"].find_one({"_id": kept["id"]})
