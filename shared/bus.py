@@ -10,6 +10,7 @@ no dead-letter arguments that would be painful to change on a running cluster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -208,6 +209,12 @@ class Bus:
         self._idle.clear()
         try:
             await self._dispatch(sub, message)
+        except Exception:
+            # Nothing may leave a delivery unsettled: unacked, it would sit on this channel for as long as
+            # the connection lives. Back to the queue (its x-delivery-count parks a poison message).
+            log.exception("delivery not settled, returned to its queue", consumer=sub.consumer)
+            with contextlib.suppress(Exception):
+                await message.nack(requeue=True)
         finally:
             self._inflight -= 1
             if self._inflight == 0:
@@ -243,7 +250,15 @@ class Bus:
                 sub.consumer, message, headers, f"redelivered {redeliveries} times without an ack", attempt
             )
             return
-        claim = await self._processed.claim(sub.consumer, envelope.id)
+        try:
+            claim = await self._processed.claim(sub.consumer, envelope.id)
+        except Exception as exc:
+            # The database is away (a restart, a failover): nothing was done; try again after the delay.
+            if not self.connected:
+                blog.warning("claim interrupted by broker loss", error=repr(exc)[:300])
+                return
+            await self._fail(sub, message, headers, envelope, attempt + redeliveries, exc, blog)
+            return
         if claim is Claim.DONE:
             HANDLED.labels(sub.consumer, envelope.type, "duplicate").inc()
             blog.info("duplicate event skipped")

@@ -1,0 +1,66 @@
+"""A consumer whose database goes away while a message arrives (found by `make load FAULTS=1`: a
+nx-27017 restart left one code scan unacked on the codec's channel for good, the student stuck).
+
+The consumer's database connection runs through a proxy that the test cuts: claiming the event fails,
+the message must be retried, and once the database is back it is handled exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shared.bus import Bus, Subscription
+from shared.config import Settings
+from shared.db import Database
+from shared.idempotency import ProcessedEvents
+from tests.integration.test_bus import eventually, make_settings, queue_depth, queue_messages, scan_event
+from tests.support.proxy import CuttableProxy
+
+pytestmark = pytest.mark.slow
+
+
+async def test_a_claim_that_fails_while_the_database_is_away_is_retried_then_handled_once(
+    env, mongo_url, mongo_db
+):
+    host, port = mongo_url.split("//", 1)[1].split("/", 1)[0].split(":")
+    proxy = CuttableProxy(host, int(port))
+    await proxy.start()
+    via_proxy = f"mongodb://127.0.0.1:{proxy.port}/?directConnection=true"
+    database = Database(Settings(mongo_url=via_proxy, mongo_db=mongo_db, mongo_timeout_ms=400))
+    settings = make_settings(env, bus_max_attempts=20, bus_retry_delay_ms=200)
+    publisher, consumer = Bus(settings), Bus(settings, ProcessedEvents(database))
+    await publisher.connect()
+    await consumer.connect()
+    handled: list[str] = []
+    sub = Subscription("codec")
+
+    @sub.on("code.scanned.v1")
+    async def handler(envelope, payload):
+        handled.append(envelope.id)
+        return []
+
+    try:
+        await consumer.consume(sub)
+        proxy.cut()
+        event = scan_event(7)
+        await publisher.publish(event)
+        await asyncio.sleep(1.5)  # several claims fail meanwhile
+        assert handled == []
+        proxy.restore()
+        await eventually(lambda: _handled(handled), timeout=20)
+        await asyncio.sleep(0.5)
+        assert handled == [event.id]  # once
+        assert await queue_depth(env["AMQP_URL"], "codec") == 0  # nothing left unacked or waiting
+        assert await queue_messages(env["AMQP_URL"], "codec.dead") == []
+        claim = await database.db["processed_events"].find_one({"_id": f"codec:{event.id}"})
+        assert claim is not None and claim["state"] == "done"
+    finally:
+        await consumer.close()
+        await publisher.close()
+        await database.close()
+        await proxy.close()
+
+
+async def _handled(handled: list[str]) -> bool:
+    return bool(handled)
