@@ -300,6 +300,10 @@ async def main() -> int:
     gateway_port = children[0].env["HTTP_PORT"]
     say("" if all(ready) else "some services are not ready; their output is above")
     say(f"gateway:   http://127.0.0.1:{gateway_port}/api/v1  (health /healthz, /readyz, /metrics)")
+    say(
+        f"console:   http://127.0.0.1:{gateway_port}/console/  (first operator: .venv/bin/python -m "
+        "services.gateway.console.cli create-operator --email EMAIL --role admin)"
+    )
     for child in children[1:]:
         say(f"{child.name + ':':<10} http://127.0.0.1:{child.env['HTTP_PORT']}/readyz  /metrics")
     say("RabbitMQ:  " + env["AMQP_URL"].replace("guest:guest@", "") + "   MongoDB: " + env["MONGO_URL"])
