@@ -18,9 +18,10 @@ What stays, on purpose:
   orders (ids, amounts, status, paid and refund figures; no openid);
 - the roster row in `students` (the school's data, imported by the school; the school removes it);
 - events already published to RabbitMQ queues (retry/dead queues hold copies until consumed or discarded).
-An application a worker is still processing (`code_submitted`, `submitted`, or events not yet published)
-is refused with `application_in_flight`: the worker's result would otherwise write data back. Retry once
-the state has moved on (seconds). Erasing again is idempotent: the erasure record is found by its hash.
+An application a worker is still processing (`code_submitted`, `submitted`, a photo still `processing` at
+imaging, or events not yet published) is refused with `application_in_flight`: the worker's result would
+otherwise write data back. Retry once the state has moved on (seconds). Erasing again is idempotent: the
+erasure record is found by its hash.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ Clock = Callable[[], datetime]
 PURPOSE = "erasure"
 # States in which a worker's answer is still to come (it would write the student's data back).
 IN_FLIGHT_STATES = frozenset({"code_submitted", "submitted"})
+# A photo uploaded and not yet answered by imaging (whatever the application's state, e.g. `paid`): imaging
+# would write its standardised rendering and its `photos` document back after the erasure.
+IN_FLIGHT_PHOTO_STATUS = "processing"
 # Audit target fields that identify nobody: everything else in an erased application's entries goes.
 AUDIT_KEEP = frozenset(
     {
@@ -205,7 +209,11 @@ async def erase_application(
         return ErasureResult(record=existing, already_erased=True) if existing else None
     applications = await _related_applications(database, application)
     for doc in [application, *applications]:
-        if doc.get("state") in IN_FLIGHT_STATES or int(doc.get(PENDING_FIELD) or 0) > 0:
+        photos = doc.get("photos") or {}
+        photo_in_flight = any(
+            isinstance(p, Mapping) and p.get("status") == IN_FLIGHT_PHOTO_STATUS for p in photos.values()
+        )
+        if doc.get("state") in IN_FLIGHT_STATES or int(doc.get(PENDING_FIELD) or 0) > 0 or photo_in_flight:
             raise ErasureRefused("application_in_flight", str(doc.get("state")))
     ids = sorted(doc["_id"] for doc in applications)
     ref = erasure_ref(cipher, application_id)

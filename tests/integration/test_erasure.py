@@ -224,7 +224,7 @@ async def test_erasure_with_an_injected_clock_refuses_in_flight_work_and_the_cli
         assert exc.code == "application_in_flight" and exc.application_state == "code_submitted"
     else:
         raise AssertionError("an application waiting for the codec was erased")
-    assert [await readable(blobs, b) for b in busy["blobs"]] == [True] * 4
+    assert [await readable(blobs, b) for b in busy["blobs"]] == [True] * 5
 
     clock = iter([T0, T0 + timedelta(seconds=2)])
     result = await erase_application(
@@ -232,7 +232,7 @@ async def test_erasure_with_an_injected_clock_refuses_in_flight_work_and_the_cli
     )
     assert result is not None and not result.already_erased
     assert result.record["requested_at"] == T0 and result.record["completed_at"] == T0 + timedelta(seconds=2)
-    assert result.record["counts"]["blobs"] == 4 and result.record["counts"]["matches"] == 1
+    assert result.record["counts"]["blobs"] == 5 and result.record["counts"]["matches"] == 1
     assert await readable(blobs, app["admission"])  # the roster is the school's data
     # After a key rotation the record is still found (hashed under the old key).
     rotated = FieldCipher.from_config(f"k9:{'A' * 43}=,k0:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
@@ -302,9 +302,43 @@ async def test_erasure_takes_the_students_other_applications_and_finishes_after_
     assert result.record["requested_at"] == T0 and result.record["completed_at"] == T0 + timedelta(hours=1)
     counts = result.record["counts"]
     assert counts["applications"] == counts["applications_deleted"] == 3
-    assert counts["users"] == 1 and counts["sessions"] == 1 and counts["blobs"] == 4
+    assert counts["users"] == 1 and counts["sessions"] == 1 and counts["blobs"] == 5
     assert len(result.record["related_refs"]) == 2 and later not in json.dumps(result.record, default=str)
     for gone in (first["id"], later, merged):
         assert await database.db["applications"].find_one({"_id": gone}) is None
     assert await database.db["applications"].find_one({"_id": stranger}) is not None
-    assert [await readable(blobs, b) for b in first["blobs"]] == [False] * 4
+    assert [await readable(blobs, b) for b in first["blobs"]] == [False] * 5
+
+
+async def test_erasure_refuses_while_imaging_still_has_a_photo(database: Any) -> None:
+    """A photo uploaded in `paid` and not yet answered by imaging: imaging would write the student's
+    standardised face and its `photos` document back after the erasure, so the erasure waits."""
+    blobs = BlobStore(database)
+    cipher = FieldCipher.from_config(data_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+    app = await seed(database, blobs, exported_at=None, state="paid")
+    raw = await blobs.put(b"raw2", filename="raw", content_type="image/jpeg", application_id=app["id"])
+
+    def upload(current: Any) -> Change:
+        photos = {**current["photos"], new_id(): {"status": "processing", "raw_blob_id": raw}}
+        return Change(set={"photos": photos})
+
+    await Applications(database, lambda: None).mutate(app["id"], upload)
+    try:
+        await erase_application(database, blobs, cipher, app["id"], reason="ticket 9", operator_id="op")
+    except ErasureRefused as exc:
+        assert exc.code == "application_in_flight" and exc.application_state == "paid"
+    else:
+        raise AssertionError("an application whose photo imaging is still processing was erased")
+    assert await database.db["applications"].find_one({"_id": app["id"]}) is not None
+    assert await readable(blobs, raw)
+    assert await database.db["erasures"].count_documents({}) == 0
+
+    # Once imaging has answered, the erasure goes through.
+    def answered(current: Any) -> Change:
+        photos = {k: {**v, "status": "rejected"} for k, v in current["photos"].items()}
+        return Change(set={"photos": photos})
+
+    await Applications(database, lambda: None).mutate(app["id"], answered)
+    result = await erase_application(database, blobs, cipher, app["id"], reason="ticket 9", operator_id="op")
+    assert result is not None and result.record["status"] == "erased"
+    assert not await readable(blobs, raw)
