@@ -14,6 +14,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw
 
+from services.gateway.console import batches as batches_module
 from services.gateway.console.batches import Batches
 from services.gateway.console.operators import Role
 from services.gateway.roster import import_roster
@@ -303,6 +304,28 @@ async def test_two_creates_at_once_split_the_applications_without_overlap_or_gap
         created = await asyncio.gather(*(batches.create(SCHOOL, f"op{i}") for i in range(3)))
         taken = [set((c.batch or {}).get("application_ids", [])) for c in created]
         assert set().union(*taken) == more and sum(len(t) for t in taken) == len(more)
+
+
+async def test_refused_applications_at_the_head_do_not_keep_the_valid_ones_out(env, monkeypatch):
+    """Refused applications stay ready and oldest: a batch reads on past a full page of them."""
+    monkeypatch.setattr(batches_module, "MAX_BATCH", 2)
+    async with running_system(env, with_codec=False, roster=ROWS) as system:
+        bad = [await approved(system, r["student_number"], photo=b"not a jpeg") for r in ROWS[:3]]
+        good = [await approved(system, r["student_number"]) for r in ROWS[3:6]]
+        support = await operator(system, "s@example.com", Role.SUPPORT, [SCHOOL])
+        status, batch = await support.request("POST", f"{API}/{SCHOOL}/delivery/batches", json={})
+        assert status == 201, batch
+        status, detail = await support.request("GET", f"{API}/{SCHOOL}/delivery/batches/{batch['batch_id']}")
+        assert status == 200 and batch["count"] == 2
+        assert {m["application_id"] for m in detail["applications"]} == set(good[:2])
+        assert {r["application_id"]: r["reason"] for r in batch["refused"]} == dict.fromkeys(
+            bad, "photo_unreadable"
+        )
+        # The next batch takes the last valid one, the refused ones are reported again and stay ready.
+        status, second = await support.request("POST", f"{API}/{SCHOOL}/delivery/batches", json={})
+        assert status == 201 and second["count"] == 1, second
+        status, overview = await support.request("GET", f"{API}/{SCHOOL}/delivery")
+        assert status == 200 and overview["ready"] == 3
 
 
 async def test_a_crash_half_way_is_finished_by_the_next_call(env):

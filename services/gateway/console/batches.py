@@ -109,9 +109,14 @@ class Batches:
         )
         return batch_id
 
-    async def candidates(self, school_code: str, limit: int = MAX_BATCH) -> list[Document]:
-        cursor = self.applications.collection.find(ready_filter(school_code), {"outbox": 0})
-        return [doc async for doc in cursor.sort("updated_at", 1).limit(limit)]
+    async def candidates(
+        self, school_code: str, limit: int | None = None, *, exclude: Sequence[str] = ()
+    ) -> list[Document]:
+        query = ready_filter(school_code)
+        if exclude:
+            query["_id"] = {"$nin": sorted(exclude)}
+        cursor = self.applications.collection.find(query, {"outbox": 0})
+        return [doc async for doc in cursor.sort("updated_at", 1).limit(limit or MAX_BATCH)]
 
     async def claim(self, batch_id: str, application_id: str) -> bool:
         """Put the application in the batch unless it is in one already; True when this call did."""
@@ -156,12 +161,21 @@ class Batches:
         """Steps 1-3. Candidates failing `check` are not claimed and are reported instead."""
         batch_id = await self.open(school_code, created_by)
         refused: list[Refusal] = []
-        for candidate in await self.candidates(school_code):
-            reason = await check(candidate) if check is not None else None
-            if reason:
-                refused.append(Refusal(candidate["_id"], str(reason)))
-                continue
-            await self.claim(batch_id, candidate["_id"])
+        seen: set[str] = set()
+        claimed = 0
+        # Refused candidates stay ready (and oldest): read on past them, or MAX_BATCH refused ones at the
+        # head of the queue would keep every valid application behind them out of every batch.
+        while claimed < MAX_BATCH:
+            page = await self.candidates(school_code, MAX_BATCH - claimed, exclude=sorted(seen))
+            if not page:
+                break
+            for candidate in page:
+                seen.add(candidate["_id"])
+                reason = await check(candidate) if check is not None else None
+                if reason:
+                    refused.append(Refusal(candidate["_id"], str(reason)))
+                    continue
+                claimed += await self.claim(batch_id, candidate["_id"])
         batch = await self.close(batch_id, refused)
         log.info("delivery batch created", school_code=school_code, count=batch["count"] if batch else 0)
         return Created(batch, refused)
