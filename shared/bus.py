@@ -278,6 +278,11 @@ class Bus:
             results = await handler(envelope, payload)
             await self.publish_many(results)
             await self._processed.complete(sub.consumer, envelope.id)
+        except asyncio.CancelledError:
+            # The broker connection went and its delivery tasks with it: give the claim up, so that the
+            # redelivery is handled at once instead of waiting out the lease. Nothing to ack any more.
+            await asyncio.shield(_quietly(self._processed.release(sub.consumer, envelope.id)))
+            raise
         except Exception as exc:
             await _quietly(self._processed.release(sub.consumer, envelope.id))
             if not self.connected:

@@ -64,3 +64,47 @@ async def test_a_claim_that_fails_while_the_database_is_away_is_retried_then_han
 
 async def _handled(handled: list[str]) -> bool:
     return bool(handled)
+
+
+async def test_a_delivery_cut_off_by_broker_loss_gives_its_claim_up(env, database):
+    """The broker connection drops while a handler runs: the delivery's task is cancelled with it. Its claim
+    must be released, or the redelivered copy waits out the whole lease (found by `make load FAULTS=1`: a
+    RabbitMQ restart held comparisons back for BUS_CLAIM_LEASE_S)."""
+    proxy = CuttableProxy("127.0.0.1", 5672)
+    await proxy.start()
+    vhost = env["AMQP_URL"].rsplit("/", 1)[1]
+    settings = make_settings(
+        env, amqp_url=f"amqp://guest:guest@127.0.0.1:{proxy.port}/{vhost}", bus_reconnect_interval_s=0.3
+    )
+    publisher = Bus(make_settings(env))
+    consumer = Bus(settings, ProcessedEvents(database, lease_s=60))
+    await publisher.connect()
+    await consumer.connect()
+    started: list[float] = []
+    finished: list[str] = []
+    sub = Subscription("codec")
+
+    @sub.on("code.scanned.v1")
+    async def handler(envelope, payload):
+        started.append(asyncio.get_running_loop().time())
+        if len(started) == 1:
+            await asyncio.sleep(30)  # the first copy is still busy when the connection drops
+        finished.append(envelope.id)
+        return []
+
+    try:
+        await consumer.consume(sub)
+        event = scan_event(8)
+        await publisher.publish(event)
+        await eventually(lambda: _handled(started), timeout=10)
+        proxy.cut()
+        await asyncio.sleep(0.5)
+        proxy.restore()
+        await eventually(lambda: _handled(finished), timeout=15)  # far less than the 60 s lease
+        assert finished == [event.id] and len(started) == 2
+        claim = await database.db["processed_events"].find_one({"_id": f"codec:{event.id}"})
+        assert claim is not None and claim["state"] == "done"
+    finally:
+        await consumer.close()
+        await publisher.close()
+        await proxy.close()
