@@ -134,6 +134,10 @@ async def error_handling(request: web.Request, handler: Handler) -> web.StreamRe
             raise
         code = _HTTP_CODES.get(exc.status, "invalid_request" if exc.status < 500 else "internal_error")
         return _error_response(request, exc.status, code, ERROR_MESSAGES.get(code, exc.reason))
-    except Exception:
+    except Exception as exc:
+        if type(exc) is LookupError:
+            # Applications.mutate: the document went between the handler's read and its write (erased by
+            # an admin meanwhile). Exactly LookupError: a KeyError or IndexError is a bug and stays a 500.
+            return _error_response(request, 404, "not_found", ERROR_MESSAGES["not_found"])
         log.exception("unhandled error", path=request.rel_url.path)
         return _error_response(request, 500, "internal_error", ERROR_MESSAGES["internal_error"])
