@@ -126,6 +126,17 @@ async def test_exception_queue_and_quality_override(env):
             "GET", "/console/api/v1/exceptions", params={"kind": "registrar_review"}
         )
         assert {c["application_id"] for c in only["cases"]} == {registrar}
+        # Each look at the list (student ids, scores) is audited, with what was asked and how many.
+        views = [
+            d["target"]
+            async for d in system.gateway.database.db["audit_log"].find(
+                {"action": "exceptions.view", "operator_id": reviewer.operator_id}
+            )
+        ]
+        assert sorted(views, key=len) == [
+            {"count": len(listed["cases"])},
+            {"kind": "registrar_review", "count": 1},
+        ]
 
         # Support may look but not override; the override needs a reason; another school's case is 404.
         url = f"/console/api/v1/exceptions/{refused}/photos/{photo_id}/override"

@@ -109,6 +109,8 @@ async def list_exceptions(request: web.Request) -> web.Response:
                     updated_at=application.get("updated_at"),
                 )
             )
+    # Student ids (school:student number), scores and failure messages: a view of personal data, audited.
+    await request.app[CONSOLE].audit.record(request, who, "exceptions.view", kind=wanted, count=len(cases))
     return json_response(ExceptionList(cases=cases).model_dump(mode="json"))
 
 
