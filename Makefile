@@ -87,10 +87,10 @@ clean: stop
 # or stuck. It starts its own RabbitMQ node and database (bench/load/stack.py), never touching make run's.
 .PHONY: load
 STUDENTS ?= 400
-RATE ?= 1.5
-DURATION ?= 120
-KNEE ?= 1,2,2.5,3,3.5,4
+RATE ?= 1.2
 FAULTS ?=
+DURATION ?= $(if $(FAULTS),180,90)
+KNEE ?= 1.25,1.5,1.75,2,2.5,3
 load: $(STAMP)
 	$(BIN)/python -m bench.load --students $(STUDENTS) --rate $(RATE) --duration $(DURATION) \
 		$(if $(FAULTS),--faults,--knee $(KNEE) --profile)
