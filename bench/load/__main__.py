@@ -30,7 +30,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--faults", action="store_true", help="inject every fault once, then audit")
     parser.add_argument("--knee", default="", help="comma-separated arrival rates to step through after")
     parser.add_argument("--knee-step", type=float, default=45.0, help="seconds per knee step")
-    parser.add_argument("--poll", type=float, default=0.5, help="the student's status poll interval (s)")
+    parser.add_argument("--poll", type=float, default=1.0, help="the student's status poll interval (s)")
     parser.add_argument("--operators", type=int, default=2, help="scripted reviewers")
     parser.add_argument("--name", default="", help="var/load/<name> (default: run or faults)")
     parser.add_argument("--free-ports", action="store_true", help="any free ports (beside another run)")

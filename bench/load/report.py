@@ -297,6 +297,7 @@ def plots(
         for q, style in ((50, "-"), (95, "--"), (99, ":")):
             if values:
                 ax.axvline(percentile(values, q), color="k", linestyle=style, linewidth=1, label=f"p{q}")
+        ax.set_yscale("log")  # the tail (a fault, a restart) stays visible beside the bulk
         ax.set_title(name)
         ax.set_xlabel("seconds")
         ax.legend(fontsize=7)
