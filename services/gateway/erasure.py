@@ -11,7 +11,8 @@ student (same `student_id`, and applications merged into one of them), and delet
 - personal fields in what must stay: `audit_log` entries about these applications keep the action, time
   and operator but name the application only by a keyed hash (`application_ref`) and lose any other
   target field that is not on a short list of non-personal ones; student searches that typed the
-  student's name or number lose the query; `payment_notifications` keep amounts and ids, not the payer.
+  student's name or number lose the query, audit searches by the application id get the hash instead;
+  `payment_notifications` keep amounts and ids, not the payer.
 What stays, on purpose:
 - an `erasures` record: `_id` = keyed hash (HMAC-SHA256 under the data key, `privacy.FieldCipher.keyed_hash`)
   of the application id, school code, times, counts, operator id, reason, and the accounting copy of the
@@ -153,6 +154,13 @@ async def _scrub_audit(database: Database, cipher: FieldCipher, ids: list[str], 
         for entry in entries:
             target = {k: v for k, v in (entry.get("target") or {}).items() if k in AUDIT_KEEP}
             target["application_ref"] = ref
+            await audit.update_one({"_id": entry["_id"]}, {"$set": {"target": target, "erased": True}})
+            scrubbed += 1
+        # Audit searches by the application's id keep the search, naming the application by its hash.
+        searches = {"action": "audit.search", "target.query.application_id": application_id}
+        for entry in [e async for e in audit.find(searches, {"target": 1})]:
+            target = dict(entry.get("target") or {})
+            target["query"] = {**(target.get("query") or {}), "application_id": ref}
             await audit.update_one({"_id": entry["_id"]}, {"$set": {"target": target, "erased": True}})
             scrubbed += 1
         # Refused attempts name the application only in the path they asked for.

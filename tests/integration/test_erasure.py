@@ -101,6 +101,10 @@ async def test_admin_erases_a_student_and_only_an_anonymised_trail_remains(env: 
         # Operator traces that name the student: a search by name and a view of the application.
         assert (await admin.request("GET", "/console/api/v1/students", params={"q": CLAIM["name"]}))[0] == 200
         assert (await admin.request("GET", f"/console/api/v1/applications/{application_id}"))[0] == 200
+        audit_search = await admin.request(
+            "GET", "/console/api/v1/audit", params={"application_id": application_id}
+        )
+        assert audit_search[0] == 200
         # Another application of another student, which must not be touched.
         other_id = await in_review_case(system, number="2110216099")
         busy_id = await in_review_case(system, number="2110216098", state="submitted")
@@ -191,7 +195,9 @@ async def test_admin_erases_a_student_and_only_an_anonymised_trail_remains(env: 
         [order] = record["orders"]
         assert order["amount_fen"] == 3500 and order["status"] == "paid" and order["out_trade_no"]
         scrubbed = [e async for e in db["audit_log"].find({"erased": True})]
-        assert {e["action"] for e in scrubbed} >= {"application.view", "student.search"}
+        assert {e["action"] for e in scrubbed} >= {"application.view", "student.search", "audit.search"}
+        [search] = [e for e in scrubbed if e["action"] == "audit.search"]
+        assert search["target"]["query"]["application_id"] == erased["erasure_ref"]
         assert all("application_id" not in e["target"] for e in scrubbed)
         [entry] = [e async for e in db["audit_log"].find({"action": "application.erase", "outcome": "ok"})]
         assert entry["target"]["application_ref"] == erased["erasure_ref"]
@@ -200,6 +206,10 @@ async def test_admin_erases_a_student_and_only_an_anonymised_trail_remains(env: 
             e async for e in db["audit_log"].find({"action": "application.erase", "outcome": "refused"})
         ]
         assert len(refused) == 1
+        # An id never known is audited too (as failed, by its hash).
+        failed = [e async for e in db["audit_log"].find({"action": "application.erase", "outcome": "failed"})]
+        assert [e["target"]["error"] for e in failed] == ["not_found"]
+        assert "unknown-id" not in json.dumps(failed, default=str)
 
         # Again: the same answer from the record (idempotent), nothing more deleted.
         status, again = await admin.request("POST", path, json={"reason": "PIPL request ticket 42"})

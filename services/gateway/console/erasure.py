@@ -90,6 +90,9 @@ async def erase(request: web.Request) -> web.Response:
         )
         raise ApiError(409, exc.code) from exc
     if result is None or not who.sees(result.record.get("school_code")):
+        await audit.record(
+            request, who, "application.erase", outcome="failed", application_ref=ref, error="not_found"
+        )
         raise ApiError(404, "not_found")
     for openid in result.openids:
         await request.app[SESSIONS].revoke_all(openid)  # also drops this process's session cache
