@@ -12,7 +12,7 @@ student (same `student_id`, and applications merged into one of them), and delet
   and operator but name the application only by a keyed hash (`application_ref`) and lose any other
   target field that is not on a short list of non-personal ones; student searches that typed the
   student's name or number lose the query, audit searches by the application id get the hash instead;
-  `payment_notifications` keep amounts and ids, not the payer.
+  `payment_notifications` keep amounts and ids, not the payer; `delivery_batches` list the hash, not the id.
 What stays, on purpose:
 - an `erasures` record: `_id` = keyed hash (HMAC-SHA256 under the data key, `privacy.FieldCipher.keyed_hash`)
   of the application id, school code, times, counts, operator id, reason, and the accounting copy of the
@@ -180,6 +180,38 @@ async def _scrub_audit(database: Database, cipher: FieldCipher, ids: list[str], 
     return scrubbed
 
 
+async def _scrub_batches(database: Database, cipher: FieldCipher, ids: list[str]) -> int:
+    """Delivery batches name their applications: an erased one is named by its hash there too."""
+    batches = database.db["delivery_batches"]
+    refs = {i: erasure_ref(cipher, i) for i in ids}
+    scrubbed = 0
+    # $elemMatch: nx-27017 answers nothing for a dotted path into an array with $in.
+    refused_match = {"refused": {"$elemMatch": {"application_id": {"$in": ids}}}}
+    query = {"$or": [{"application_ids": {"$in": ids}}, refused_match]}
+    for batch in [b async for b in batches.find(query, {"application_ids": 1, "refused": 1, "version": 1})]:
+        for _ in range(8):  # rewritten whole under the batch's version (marks and downloads race with it)
+            members = [refs.get(i, i) for i in batch.get("application_ids") or []]
+            refused = [
+                {**r, "application_id": refs.get(str(r.get("application_id")), r.get("application_id"))}
+                for r in batch.get("refused") or []
+                if isinstance(r, Mapping)
+            ]
+            written = await batches.update_one(
+                {"_id": batch["_id"], "version": batch.get("version")},
+                {"$set": {"application_ids": members, "refused": refused}, "$inc": {"version": 1}},
+            )
+            if written.modified_count == 1:
+                scrubbed += 1
+                break
+            fresh = await batches.find_one(
+                {"_id": batch["_id"]}, {"application_ids": 1, "refused": 1, "version": 1}
+            )
+            if fresh is None:
+                break
+            batch = fresh
+    return scrubbed
+
+
 async def _strip_payment_notifications(database: Database, out_trade_nos: list[str]) -> int:
     notifications = database.db["payment_notifications"]
     stripped = 0
@@ -265,6 +297,7 @@ async def erase_application(
     for name in WORKER_COLLECTIONS:
         counts[name] = (await db[name].delete_many({"application_id": {"$in": ids}})).deleted_count
     counts["review_leases"] = (await db["review_leases"].delete_many({"_id": {"$in": ids}})).deleted_count
+    counts["delivery_batches_scrubbed"] = await _scrub_batches(database, cipher, ids)
     counts["payment_notifications_stripped"] = await _strip_payment_notifications(
         database, [str(o["out_trade_no"]) for o in orders if o.get("out_trade_no")]
     )

@@ -352,3 +352,40 @@ async def test_erasure_refuses_while_imaging_still_has_a_photo(database: Any) ->
     result = await erase_application(database, blobs, cipher, app["id"], reason="ticket 9", operator_id="op")
     assert result is not None and result.record["status"] == "erased"
     assert not await readable(blobs, raw)
+
+
+async def test_delivery_batches_name_an_erased_application_by_its_hash(database: Any) -> None:
+    blobs = BlobStore(database)
+    cipher = FieldCipher.from_config(data_key="AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")
+    app = await seed(database, blobs, exported_at=T0)
+    batches = database.db["delivery_batches"]
+    await batches.insert_one(
+        {
+            "_id": "b-1",
+            "school_code": "10487",
+            "state": "closed",
+            "application_ids": ["other-1", app["id"]],
+            "count": 2,
+            "refused": [],
+            "version": 3,
+        }
+    )
+    await batches.insert_one(
+        {
+            "_id": "b-2",
+            "school_code": "10487",
+            "state": "closed",
+            "application_ids": ["other-2"],
+            "count": 1,
+            "refused": [{"application_id": app["id"], "reason": "photo_unreadable"}],
+            "version": 1,
+        }
+    )
+    result = await erase_application(database, blobs, cipher, app["id"], reason="ticket 11", operator_id="op")
+    assert result is not None and result.record["counts"]["delivery_batches_scrubbed"] == 2
+    ref = result.record["_id"]
+    first, second = await batches.find_one({"_id": "b-1"}), await batches.find_one({"_id": "b-2"})
+    assert first["application_ids"] == ["other-1", ref] and first["version"] == 4
+    assert second["application_ids"] == ["other-2"]
+    assert second["refused"] == [{"application_id": ref, "reason": "photo_unreadable"}]
+    assert app["id"] not in json.dumps([first, second], default=str)
