@@ -4,6 +4,7 @@ package-data), so the gateway image serves the same page as a checkout."""
 from __future__ import annotations
 
 import fnmatch
+import re
 import tomllib
 from pathlib import Path
 
@@ -31,3 +32,16 @@ def test_files_are_a_fixed_table(tmp_path):
     files = load_files(tmp_path)
     assert list(files) == ["index.html"]
     assert files["index.html"].content_type == "text/html; charset=utf-8"
+
+
+def test_every_quality_measure_has_a_chinese_label_on_the_review_page():
+    """The review page shows imaging's measures by label: a code it does not know is shown raw, in English."""
+    quality = (ROOT / "services" / "imaging" / "quality.py").read_text(encoding="utf-8")
+    codes = set(re.findall(r'(?:_at_least|_at_most|_within|Measure)\(\s*"([a-z_]+)"', quality))
+    assert {"face_count", "eyes_open", "background_uniformity", "headwear"} <= codes
+    review = (WEB_DIR / "review.js").read_text(encoding="utf-8")
+    block = re.search(r"const MEASURE_LABELS = \{(.*?)\};", review, re.S)
+    assert block is not None
+    labels = dict(re.findall(r'^\s*([a-z_]+): "([^"]+)",$', block.group(1), re.M))
+    assert sorted(codes - set(labels)) == []
+    assert sorted(set(labels) - codes) == []  # no label for a code imaging never sends

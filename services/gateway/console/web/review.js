@@ -7,16 +7,36 @@
 import { ApiError, get, post, seg } from "./api.js";
 import { append, clear, fmtTime, h, replace } from "./dom.js";
 
+// Keyed by the imaging service's measure codes (services/imaging/quality.py; a unit test keeps them in step).
 const MEASURE_LABELS = {
-  single_face: "单人人脸",
-  face_size: "人脸大小",
-  head_position: "头部位置",
-  background: "背景",
-  sharpness: "清晰度",
-  brightness: "亮度",
-  exposure: "曝光",
+  face_count: "人脸数量",
+  face_resolution: "人脸分辨率",
+  head_yaw: "头部左右转动",
+  head_pitch: "头部俯仰",
+  head_roll: "头部歪斜",
   eyes_open: "睁眼",
-  glasses: "眼镜",
+  mouth_closed: "闭嘴",
+  face_centred: "人脸居中",
+  eye_line: "双眼高度",
+  head_top: "头顶位置",
+  face_width: "人脸宽度",
+  placement: "头部比例",
+  head_in_frame: "头顶完整",
+  body_in_frame: "肩部完整",
+  shoulders_level: "双肩水平",
+  ears_visible: "露出双耳",
+  eyebrows_visible: "露出眉毛",
+  headwear: "未戴帽子",
+  illumination_balance: "光线均匀",
+  face_brightness: "面部亮度",
+  overexposure: "过曝",
+  sharpness: "清晰度",
+  glasses_tint: "眼镜无色",
+  glasses_glare: "眼镜反光",
+  colour_photo: "彩色照片",
+  clothing_contrast: "服装与背景区分",
+  background_colour: "背景颜色",
+  background_uniformity: "背景均匀",
 };
 
 let reasonsCache = null;
