@@ -29,7 +29,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of arrivals")
     parser.add_argument("--faults", action="store_true", help="inject every fault once, then audit")
     parser.add_argument("--knee", default="", help="comma-separated arrival rates to step through after")
-    parser.add_argument("--knee-step", type=float, default=45.0, help="seconds per knee step")
+    parser.add_argument("--knee-step", type=float, default=50.0, help="seconds per knee step")
     parser.add_argument("--poll", type=float, default=1.0, help="the student's status poll interval (s)")
     parser.add_argument("--operators", type=int, default=2, help="scripted reviewers")
     parser.add_argument("--name", default="", help="var/load/<name> (default: run or faults)")
@@ -44,7 +44,7 @@ async def main(args: argparse.Namespace) -> int:
     stack = Stack(name=name, ports=Ports.free() if args.free_ports else Ports())
     out = LOAD_VAR / name
     knee_rates = [float(r) for r in args.knee.split(",") if r.strip()]
-    knee_students = int(sum(r * args.knee_step * 1.3 + 5 for r in knee_rates))
+    knee_students = int(sum(r * args.knee_step + 1 for r in knee_rates))
     # No more roster than the arrivals can use (Poisson: 30% above the mean is never reached in practice).
     steady_students = min(args.students, int(args.rate * args.duration * 1.3) + 10)
     run = LoadRun(
@@ -62,7 +62,7 @@ async def main(args: argparse.Namespace) -> int:
         if injector is not None:
             await injector
         for rate in knee_rates:
-            phase = Phase(f"knee@{rate:g}", rate, args.knee_step, int(rate * args.knee_step * 1.3 + 5))
+            phase = Phase(f"knee@{rate:g}", rate, args.knee_step, int(rate * args.knee_step) + 1, even=True)
             phases.append(phase)
             await run.run_phase(phase)
             if not report.flat(run, phase):

@@ -29,6 +29,7 @@ STAGES = [
 SEEN = [("upload→standardised", "uploading", "standardized"), ("submit→matched", "submitting", "matched")]
 TARGETS = {"upload→standardised": 2.0, "submit→matched": 1.5}
 FLAT_SLOPE = 0.1  # messages/s: a queue growing slower than this over a knee step counts as flat
+EMPTY_DEPTH = 1  # ...as does one that falls back to this depth in the second half of the step
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -92,8 +93,18 @@ def step_verdict(
     series = step_series(samples, start + (end - start) / 5, end)
     work, outbox = slope(series["work"]), slope(series["outbox"])
     peak = max((v for _, v in series["work"]), default=0.0)
-    is_flat = work <= FLAT_SLOPE and outbox <= FLAT_SLOPE and completed_share >= 0.98
-    return {"work_slope": work, "outbox_slope": outbox, "peak_depth": peak, "flat": is_flat}
+    # A queue that grows without bound never empties again; one that keeps up does, between bursts
+    # (the trend alone, over a minute of arrivals, is noisy).
+    second_half = [v for t, v in series["work"] if t >= (start + end) / 2]
+    empties = min(second_half, default=0.0) <= EMPTY_DEPTH
+    is_flat = (work <= FLAT_SLOPE or empties) and outbox <= FLAT_SLOPE and completed_share >= 0.98
+    return {
+        "work_slope": work,
+        "outbox_slope": outbox,
+        "peak_depth": peak,
+        "low_depth": min(second_half, default=0.0),
+        "flat": is_flat,
+    }
 
 
 @dataclass
@@ -245,18 +256,20 @@ def summarise(out: Path, outcome: Outcome, *, write: bool, faults: bool) -> Summ
     if knee_rows:
         lines += [
             "",
-            "Knee search: arrival rate stepped up, each step drained before the next; a step is flat when the "
-            f"work queues' and the outbox's least-squares trend stays ≤ {FLAT_SLOPE} messages/s (its first fifth, "
-            "filling up, left out) and ≥ 98% of its journeys complete.",
+            "Knee search: students arriving evenly at each rate in turn, each step drained before the next. A step "
+            f"is flat when the work queues (ready + unacked, every consumer) either trend up by at most {FLAT_SLOPE} "
+            f"messages/s (least squares, the first fifth of the step left out) or fall back to ≤ {EMPTY_DEPTH} in "
+            f"its second half, the outbox trends up by at most {FLAT_SLOPE}/s, and ≥ 98% of its journeys complete.",
             "",
-            "| arrivals/s | photos/s | queue trend msg/s | outbox trend | peak depth | p95 upload→std "
-            "| p95 submit→matched | flat |",
-            "|---|---|---|---|---|---|---|---|",
+            "| arrivals/s | photos/s | queue trend msg/s | lowest depth, 2nd half | peak depth | outbox trend "
+            "| p95 upload→std | p95 submit→matched | flat |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in knee_rows:
             lines.append(
-                f"| {r['rate']:g} | {r['photos_per_s']:.2f} | {r['work_slope']:+.3f} | {r['outbox_slope']:+.3f} | "
-                f"{r['peak_depth']:.0f} | {r['p95_std']:.2f} | {r['p95_match']:.2f} | {'yes' if r['flat'] else 'no'} |"
+                f"| {r['rate']:g} | {r['photos_per_s']:.2f} | {r['work_slope']:+.3f} | {r['low_depth']:.0f} | "
+                f"{r['peak_depth']:.0f} | {r['outbox_slope']:+.3f} | {r['p95_std']:.2f} | {r['p95_match']:.2f} | "
+                f"{'yes' if r['flat'] else 'no'} |"
             )
         lines += [
             "",

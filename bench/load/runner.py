@@ -7,7 +7,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,7 @@ class Phase:
     count: int
     started: float = 0.0
     ended: float = 0.0
+    even: bool = False
     journeys: list[Journey] = field(default_factory=list)
 
 
@@ -176,10 +177,9 @@ class LoadRun:
 
     # --- arrivals -----------------------------------------------------------------------------
 
-    async def run_phase(
-        self, phase: Phase, on_tick: Callable[[float], Coroutine[Any, Any, None]] | None = None
-    ) -> None:
-        """Students arrive (Poisson, mean `rate`/s); returns when every one of them has finished."""
+    async def run_phase(self, phase: Phase) -> None:
+        """Students arrive at `rate`/s, Poisson (steady) or evenly spaced (`phase.even`: a knee step, where
+        the rate must be the rate); returns when every one of them has finished."""
         assert self._http is not None
         rnd = random.Random(self.seed + len(phase.name))
         running: list[asyncio.Task[Journey]] = []
@@ -197,7 +197,7 @@ class LoadRun:
                     kit, self.stack.gateway_url, self.stack.sandbox_url, self._http, self.poll_s
                 )
                 running.append(asyncio.create_task(student.run(self.step_timeout_s, self.notified)))
-                next_arrival += rnd.expovariate(phase.rate)
+                next_arrival += 1 / phase.rate if phase.even else rnd.expovariate(phase.rate)
                 continue
             await asyncio.sleep(min(0.05, next_arrival - elapsed))
         phase.ended = time.time()
