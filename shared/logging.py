@@ -22,6 +22,8 @@ NAME_KEYS = frozenset({"name", "student_name", "real_name", "nickname", "full_na
 PHONE_KEYS = frozenset({"phone", "phone_number", "mobile", "purephonenumber", "pure_phone_number"})
 STUDENT_NUMBER_KEYS = frozenset({"student_number", "student_no", "xh"})
 ID_KEYS = frozenset({"id_last4", "id_masked", "id_number", "id_card", "certificate_number"})
+# A student's id is `<school code>:<student number>`: the school stays readable, the number is masked.
+STUDENT_ID_KEYS = frozenset({"student_id"})
 SECRET_KEYS = frozenset(
     {"qr_text", "password", "session_key", "token", "access_token", "authorization", "cookie", "key"}
 )
@@ -56,8 +58,16 @@ def mask_text(text: str) -> str:
     return _DIGIT_RUN_RE.sub(lambda m: f"{m.group(1)}****{m.group(2)}", text)
 
 
+def mask_student_id(value: str) -> str:
+    """`10487:2110216052` → `10487:21******52`."""
+    school, sep, number = value.partition(":")
+    return f"{school}:{mask_student_number(number)}" if sep else mask_student_number(value)
+
+
 def _mask_for_key(key: str, value: Any) -> Any:
     k = key.lower()
+    if k in STUDENT_ID_KEYS and isinstance(value, str):
+        return mask_student_id(value)
     if not isinstance(value, str):
         if k in NAME_KEYS | PHONE_KEYS | STUDENT_NUMBER_KEYS | ID_KEYS | SECRET_KEYS and value is not None:
             return "****"
@@ -90,6 +100,10 @@ def _collect_sensitive(obj: Any, found: dict[str, str], key: str = "") -> None:
         masked = _mask_for_key(key, obj)
         if masked != obj and len(obj.strip()) >= 2:
             found[obj.strip()] = masked
+            if key.lower() in STUDENT_ID_KEYS and ":" in obj:  # the number alone, wherever it appears
+                number = obj.partition(":")[2].strip()
+                if len(number) >= 2:
+                    found[number] = mask_student_number(number)
 
 
 def _redact(obj: Any, sensitive: dict[str, str], key: str = "") -> Any:

@@ -32,6 +32,7 @@ from typing import Any
 from shared.logging import (
     ID_KEYS,
     PHONE_KEYS,
+    STUDENT_ID_KEYS,
     STUDENT_NUMBER_KEYS,
     mask_name,
     mask_phone,
@@ -179,7 +180,9 @@ class Scanner:
         text = str(value)
         if k in ID_KEYS and FRAGMENT_RE.search(text):
             yield "id_fragment", text
-        elif k in STUDENT_NUMBER_KEYS and re.search(r"\d{5,}", text):
+        elif (k in STUDENT_NUMBER_KEYS and re.search(r"\d{5,}", text)) or (
+            k in STUDENT_ID_KEYS and re.search(r":\d{5,}", text)  # `<school>:<student number>`
+        ):
             yield "student_number", text
         elif k in PHONE_KEYS and re.search(r"\d{7,}", _digits(text)) and "*" not in text:
             yield "phone", text

@@ -96,3 +96,14 @@ def test_identifiers_stay_readable():
 )
 def test_mask_name_never_shows_a_whole_name(name, masked):
     assert mask_name(name) == masked
+
+
+def test_a_student_id_keeps_its_school_and_masks_its_number(json_log):
+    # Student ids are `<school code>:<student number>`; a short number escapes the digit-run net.
+    log = structlog.get_logger()
+    log.info("photo for 10487:211021 checked (211021)", student_id="10487:211021", photo_id="p1")
+    (line,) = json_log()
+    raw = json.dumps(line, ensure_ascii=False)
+    assert "211021" not in raw, raw
+    assert line["student_id"] == "10487:21**21"
+    assert line["photo_id"] == "p1"

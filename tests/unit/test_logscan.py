@@ -80,6 +80,8 @@ def test_every_kind_of_leak_is_found_with_its_line_and_never_repeated(tmp_path: 
         "plain line with port 5672 and 2026-11-28T11:36:03Z",  # 15
         "2026-11-28 [info] http request application_id=72865893-d737-5187 request_id=12345678 ms=2.9",  # 16
         "2026-11-28 [info] x application_id=2110216052",  # 17 a known student number, even as an id
+        json.dumps({"event": "x", "student_id": "10487:778899"}),  # 18 an unknown number in a student id
+        json.dumps({"event": "ok", "student_id": "10487:77**99"}),  # 19 masked: clean
     ]
     report = Scanner(known).scan(lines)
     by_line: dict[int, set[str]] = {}
@@ -99,6 +101,7 @@ def test_every_kind_of_leak_is_found_with_its_line_and_never_repeated(tmp_path: 
         11: {"student_number"},
         12: {"student_number"},
         17: {"student_number"},
+        18: {"student_number"},
     }
     assert report.counts["phone"] == 3 and report.counts["name"] == 2
     shown = " ".join(f.masked for f in report.findings)
