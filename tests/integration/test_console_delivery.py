@@ -170,6 +170,8 @@ async def test_batch_contents_package_print_sheets_mailing_list_and_marks(env):
         # Nothing is exported twice: the refused two stay ready, and a new batch takes nothing.
         status, overview = await support.request("GET", f"{API}/{SCHOOL}/delivery")
         assert overview["ready"] == 2 and [b["batch_id"] for b in overview["batches"]] == [batch_id]
+        # Who made it is shown by email, not only by the operator's id.
+        assert overview["batches"][0]["created_by_email"] == "sam@example.com"
         status, body = await support.request("POST", f"{API}/{SCHOOL}/delivery/batches", json={})
         assert status == 409 and body["code"] == "nothing_to_deliver"
         assert {r["application_id"] for r in body["details"]["refused"]} == {wrong_size, too_big}

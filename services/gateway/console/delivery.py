@@ -50,6 +50,7 @@ class BatchView(BaseModel):
     state: Literal["open", "closed"]
     created_at: datetime
     created_by: str
+    created_by_email: str | None = None  # the operator's email, when the account still exists
     count: int
     printed_at: datetime | None
     mailed_at: datetime | None
@@ -83,13 +84,14 @@ class MarkRequest(BaseModel):
     stage: Literal["printed", "mailed"]
 
 
-def batch_view(batch: Document) -> BatchView:
+def batch_view(batch: Document, emails: dict[str, str] | None = None) -> BatchView:
     return BatchView(
         batch_id=batch["_id"],
         school_code=batch["school_code"],
         state=batch["state"],
         created_at=batch["created_at"],
         created_by=batch["created_by"],
+        created_by_email=(emails or {}).get(batch["created_by"]),
         count=int(batch.get("count", 0)),
         printed_at=(batch.get("marks") or {}).get("printed_at"),
         mailed_at=(batch.get("marks") or {}).get("mailed_at"),
@@ -134,10 +136,12 @@ async def delivery_overview(request: web.Request) -> web.Response:
     school = await _school(request, who)
     batches = _batches(request)
     await batches.recover(school.school_code)
+    listed = await batches.of_school(school.school_code)
+    emails = await request.app[CONSOLE].operators.emails({b["created_by"] for b in listed})
     reply = DeliveryOverview(
         school_code=school.school_code,
         ready=await batches.ready(school.school_code),
-        batches=[batch_view(b) for b in await batches.of_school(school.school_code)],
+        batches=[batch_view(b, emails) for b in listed],
     )
     await request.app[CONSOLE].audit.record(
         request, who, "delivery.view", school_code=school.school_code, ready=reply.ready

@@ -105,6 +105,13 @@ class Operators:
             raise OperatorExists(email) from exc
         return _operator(doc)
 
+    async def emails(self, operator_ids: set[str]) -> dict[str, str]:
+        """Operator id -> email, for showing who did something (deactivated accounts included)."""
+        if not operator_ids:
+            return {}
+        cursor = self.collection.find({"_id": {"$in": sorted(operator_ids)}}, {"email": 1})
+        return {str(doc["_id"]): str(doc["email"]) async for doc in cursor}
+
     async def get(self, operator_id: str) -> Operator | None:
         doc = await self.collection.find_one({"_id": operator_id, "active": True})
         return _operator(doc) if doc else None

@@ -472,7 +472,7 @@ export function deliveryPage(root) {
           b.batch_id,
           b.state === "closed" ? "已完成" : "进行中",
           fmtTime(b.created_at),
-          b.created_by || "—",
+          b.created_by_email || b.created_by || "—",
           String(b.count),
           Object.entries(b.downloads || {})
             .map(([file, d]) => `${file} ×${d.count}`)
