@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -220,7 +221,9 @@ def summarise(out: Path, outcome: Outcome, *, write: bool, faults: bool) -> Summ
     figures["restarts"] = run["restarts"]
 
     lines = [
-        f"Load run on {machine()}: {len(journeys)} students arriving at {steady['rate']:g}/s (Poisson) for "
+        f"Load run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(steady['started']))} on {machine()} "
+        f"(load average {run.get('loadavg_at_start', [0.0])[0]:.1f} when it began): "
+        f"{len(journeys)} students arriving at {steady['rate']:g}/s (Poisson) for "
         f"{steady['duration_s']:g} s, one replica of each worker, {len(decided)} cases approved by the scripted reviewers.",
         "",
         f"- completed journeys: **{len(done)} / {len(journeys)}** (retries after a refused or failed call: {figures['retries']})",

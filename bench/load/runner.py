@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import random
 import time
 from collections.abc import Coroutine
@@ -93,12 +94,14 @@ class LoadRun:
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     _http: aiohttp.ClientSession | None = None
+    loadavg: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     # --- set-up -------------------------------------------------------------------------------
 
     async def prepare(self, students: int, run_tag: str) -> None:
         """The roster (with admission photos), the reviewer accounts, each student's code and photo."""
         started = time.monotonic()
+        self.loadavg = os.getloadavg()  # other work on the machine when the run began
         people = [Person.make(i, run_tag) for i in range(students)]
         kits = asyncio.create_task(asyncio.to_thread(lambda: [Kit.make(p) for p in people]))
         database = Database(Settings(mongo_url=self.stack.mongo_url, mongo_db=self.stack.db_name))
@@ -263,5 +266,6 @@ class LoadRun:
             "restarts": self.stack.restarts,
             "samples": [s.as_dict() for s in self.sampler.samples],
             "workers": list(WORKERS),
+            "loadavg_at_start": self.loadavg,
         }
         (self.out / "run.json").write_text(json.dumps(data, ensure_ascii=False, indent=1))
