@@ -76,10 +76,9 @@ async def main(args: argparse.Namespace) -> int:
     finally:
         await run.stop()
         await stack.stop()
-    summary = report.summarise(out, outcome, write=not args.no_results, faults=args.faults)
+    profile = report.profile() if args.profile else ""  # the stack is down: the CPU is the profile's
+    summary = report.summarise(out, outcome, write=not args.no_results, faults=args.faults, profile=profile)
     print(summary.text, flush=True)
-    if args.profile:
-        print(report.profile(write=not args.no_results), flush=True)
     return 0 if outcome.ok and summary.ok else 1
 
 

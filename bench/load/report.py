@@ -163,11 +163,35 @@ def cpu_used(samples: list[dict[str, Any]], start: float, end: float) -> dict[st
 MESSAGES = {"codec": 1, "imaging": 1, "matching": 1, "notify": 2}
 
 
+def verdict_text(figures: dict[str, Any], per_student: dict[str, float]) -> str:
+    """The target of issue 9 against what was measured, and where the CPU goes."""
+    p95 = figures["latency"]
+    met = (
+        figures["photos_per_s"] >= 3
+        and p95["upload→standardised"][95] <= TARGETS["upload→standardised"]
+        and p95["submit→matched"][95] <= TARGETS["submit→matched"]
+    )
+    total = sum(per_student.values()) or 1.0
+    ranked = sorted(per_student.items(), key=lambda kv: -kv[1])
+    shares = ", ".join(f"{name} {seconds / total:.0%}" for name, seconds in ranked[:4])
+    knee = figures.get("knee")
+    cores = os.cpu_count() or 1
+    return (
+        f"**Target (≥ 3 photos/s end to end, p95 upload→standardised ≤ 2 s, submit→matched ≤ 1.5 s): "
+        f"{'met' if met else 'not met'} on this machine.** "
+        + (f"The knee is {knee:g} arrivals/s. " if knee is not None else "")
+        + f"A journey costs {total:.2f} CPU-seconds across all processes, so {cores} cores carry at most "
+        f"{cores / total:.2f} journeys/s whatever the split; the CPU goes to {shares}. Matching is the first "
+        "to saturate (one process, one core's worth of dlib): two face descriptors and two face detections "
+        "per comparison (profile below)."
+    )
+
+
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def summarise(out: Path, outcome: Outcome, *, write: bool, faults: bool) -> Summary:
+def summarise(out: Path, outcome: Outcome, *, write: bool, faults: bool, profile: str = "") -> Summary:
     run = json.loads((out / "run.json").read_text())
     decided: dict[str, float] = run["decided"]
     samples = run["samples"]
@@ -284,7 +308,11 @@ def summarise(out: Path, outcome: Outcome, *, write: bool, faults: bool) -> Summ
             back = f"back after {f['recovered_s'] or 0:.1f} s"
             error = f" (error {f['error']})" if f["error"] else ""
             lines.append(f"- {f['kind']} at {f['at_s']:.0f} s: {back}{error}")
+    if not faults:
+        lines += ["", verdict_text(figures, per_student)]
     lines += ["", outcome.table()]
+    if profile:
+        lines += ["", profile]
     text = "\n".join(lines)
     ok = outcome.ok and len(done) == len(journeys)
     if write:
@@ -371,11 +399,9 @@ def plots(
         plt.close(fig)
 
 
-def profile(write: bool) -> str:
-    """Where the slowest stage's time goes: the filled in by bench/load/profile.py."""
+def profile() -> str:
+    """Where the slowest stages' time goes (bench/load/profile.py)."""
     from bench.load.profile import profile_stages
 
     text: str = profile_stages()
-    if write:
-        write_section("load-profile", text)
     return text
