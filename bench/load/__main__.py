@@ -36,12 +36,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--free-ports", action="store_true", help="any free ports (beside another run)")
     parser.add_argument("--no-results", action="store_true", help="do not write bench/RESULTS.md or the PNGs")
     parser.add_argument("--profile", action="store_true", help="profile the slowest stage afterwards")
+    parser.add_argument(
+        "--env", action="append", default=[], metavar="SERVICE:NAME=VALUE", help="a setting for one service"
+    )
     return parser.parse_args(argv)
 
 
 async def main(args: argparse.Namespace) -> int:
     name = args.name or ("faults" if args.faults else "run")
-    stack = Stack(name=name, ports=Ports.free() if args.free_ports else Ports())
+    service_env: dict[str, dict[str, str]] = {}
+    for item in args.env:
+        service, _, setting = item.partition(":")
+        key, _, value = setting.partition("=")
+        service_env.setdefault(service, {})[key] = value
+    stack = Stack(name=name, ports=Ports.free() if args.free_ports else Ports(), service_env=service_env)
     out = LOAD_VAR / name
     knee_rates = [float(r) for r in args.knee.split(",") if r.strip()]
     knee_students = int(sum(r * args.knee_step + 1 for r in knee_rates))

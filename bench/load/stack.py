@@ -89,6 +89,7 @@ class Stack:
     db_name: str = "gradload"
     log_level: str = "WARNING"
     extra_env: dict[str, str] = field(default_factory=dict)
+    service_env: dict[str, dict[str, str]] = field(default_factory=dict)  # one service's own settings
     children: dict[str, local.Child] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     down: set[str] = field(default_factory=set)  # pieces the fault injector took down on purpose
@@ -177,7 +178,7 @@ class Stack:
         self._adopt(sandbox)
         await sandbox.start()
         for name in SERVICES:
-            env = {**self.env, "HTTP_PORT": str(self.ports.service(name))}
+            env = {**self.env, **self.service_env.get(name, {}), "HTTP_PORT": str(self.ports.service(name))}
             self._adopt(local.Child(name, [local.PY, "-m", f"services.{name}"], env))
         for name in SERVICES:
             await self.children[name].start()
