@@ -135,6 +135,9 @@ async def start_background(app: web.Application, runtime: Runtime) -> list[async
             period=timedelta(days=settings.retention_days_after_delivery),
             interval_s=settings.retention_interval_s,
             batch_size=settings.retention_batch_size,
+            undelivered_period=timedelta(days=settings.retention_days_if_undelivered)
+            if settings.retention_days_if_undelivered > 0
+            else None,
         )
         tasks.append(asyncio.create_task(retention, name="retention"))
     return tasks

@@ -34,6 +34,9 @@ class GatewaySettings(Settings):
     # Retention (services/gateway/retention.py): photos and derived data of a delivered application are
     # purged this long after `delivery.exported_at`; the gateway checks every interval (0: never, use the CLI).
     retention_days_after_delivery: float = Field(default=90, gt=0)
+    # An application never delivered (the student stopped before approval) keeps its photos this long
+    # after its last change, then they are purged the same way (0: kept until erased on request).
+    retention_days_if_undelivered: float = Field(default=365, ge=0)
     retention_interval_s: float = Field(default=3600, ge=0)
     retention_batch_size: int = Field(default=100, ge=1, le=10_000)
     gateway_login_per_minute: float = Field(default=20, gt=0)

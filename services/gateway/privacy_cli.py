@@ -3,7 +3,8 @@
 - `rotate [--dry-run] [--batch N]`: re-encrypt every stored phone number under the current data key
   (GATEWAY_DATA_KEYS' first entry). Refuses, writing nothing, when any token cannot be decrypted (exit 2).
 - `retention [--days D] [--batch N] [--now ISO]`: purge photos and derived data of applications delivered
-  more than D days ago (RETENTION_DAYS_AFTER_DELIVERY by default).
+  more than D days ago (RETENTION_DAYS_AFTER_DELIVERY by default), then of applications abandoned for
+  RETENTION_DAYS_IF_UNDELIVERED days (`--undelivered-days`; 0 skips that part).
 - `erase APPLICATION_ID --reason TEXT [--operator NAME]`: PIPL erasure of the student behind it.
 Each prints one JSON object with counts (never personal data) on stdout; settings come from the usual
 environment (MONGO_URL, MONGO_DB, GATEWAY_DATA_KEYS / GATEWAY_DATA_KEY, ...).
@@ -25,7 +26,7 @@ from services.gateway.console.audit import AuditLog
 from services.gateway.erasure import ErasureRefused, erase_application
 from services.gateway.privacy import KeyConfigError, cipher_from_settings
 from services.gateway.rekey import RotationRefused, rotate_phones
-from services.gateway.retention import purge_delivered
+from services.gateway.retention import purge_abandoned, purge_delivered
 from shared.blobs import BlobStore
 from shared.config import load_settings
 from shared.db import Database
@@ -69,7 +70,30 @@ async def _run(args: argparse.Namespace, settings: GatewaySettings) -> int:
             retained = await purge_delivered(
                 database, blobs, period=timedelta(days=days), now=_clock(args.now), batch_size=args.batch
             )
-            _print({"command": "retention", "ok": True, **retained.as_dict()})
+            undelivered = (
+                args.undelivered_days
+                if args.undelivered_days is not None
+                else settings.retention_days_if_undelivered
+            )
+            abandoned = (
+                await purge_abandoned(
+                    database,
+                    blobs,
+                    period=timedelta(days=undelivered),
+                    now=_clock(args.now),
+                    batch_size=args.batch,
+                )
+                if undelivered > 0
+                else None
+            )
+            _print(
+                {
+                    "command": "retention",
+                    "ok": True,
+                    **retained.as_dict(),
+                    "abandoned": abandoned.as_dict() if abandoned else None,
+                }
+            )
             return 0
         operator_id = f"cli:{args.operator or getpass.getuser()}"
         try:
@@ -137,6 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     rotate.add_argument("--batch", type=_batch, default=500, metavar="N")
     retention = sub.add_parser("retention", help="purge photos of applications delivered long enough ago")
     retention.add_argument("--days", type=float, help="override RETENTION_DAYS_AFTER_DELIVERY")
+    retention.add_argument(
+        "--undelivered-days", type=float, help="override RETENTION_DAYS_IF_UNDELIVERED (0: skip)"
+    )
     retention.add_argument("--batch", type=_batch, default=100, metavar="N")
     retention.add_argument("--now", help="ISO time to count from (default: now)")
     erase = sub.add_parser("erase", help="PIPL erasure of the student behind an application")
@@ -146,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "retention" and args.days is not None and args.days <= 0:
         parser.error("--days must be positive")
+    if args.command == "retention" and args.undelivered_days is not None and args.undelivered_days < 0:
+        parser.error("--undelivered-days must be 0 or more")
     if args.command == "retention" and args.now:
         try:
             _clock(args.now)

@@ -16,6 +16,9 @@ Blobs are deleted before the mark, so a crash in between only repeats the deleti
 (a blob already gone counts as deleted); a marked application is skipped: the job is idempotent.
 The roster's admission photos are the school's data and are not touched (docs/operations.md).
 
+Applications never delivered and abandoned where the student had to act are purged too, after
+`RETENTION_DAYS_IF_UNDELIVERED` days without a change (`purge_abandoned`: mark first, then delete).
+
 The clock is a parameter (`now`), so tests move time instead of waiting.
 """
 
@@ -27,6 +30,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from bson import ObjectId
+from bson.errors import InvalidId
 
 from services.gateway.store import Applications, Change
 from shared.blobs import BlobNotFound, BlobStore
@@ -98,6 +104,26 @@ def stripped_photos(photos: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# States in which the next move is the student's: an application left there long enough is abandoned.
+# Never `approved` (waiting for its delivery) nor the states where the system or an operator owes an answer.
+ABANDONED_STATES = (
+    "code_submitted",
+    "code_rejected",
+    "code_verified",
+    "confirmed",
+    "paid",
+    "match_failed",
+    "rejected",
+)
+
+
+def purged_after_delivery(application: Document) -> bool:
+    """An `abandoned` mark (photos purged while the student was away) does not count: if the student came
+    back and the application was delivered after all, its new photos are purged after delivery too."""
+    mark = application.get("retention") or {}
+    return bool(mark) and mark.get("reason") != "abandoned"
+
+
 @dataclass
 class RetentionReport:
     period_days: float
@@ -120,9 +146,12 @@ async def purge_application(
     *,
     now: datetime,
     period: timedelta,
-    delivered_at: datetime,
+    delivered_at: datetime | None,
+    reason: str = "retention_period",
+    last_change_at: datetime | None = None,
 ) -> dict[str, Any] | None:
-    """Purge one delivered application; returns its `retention` record (None when it was already purged)."""
+    """Purge one application's images and derived data; returns its `retention` record (None when it was
+    already purged). `reason`: `retention_period` (delivered) or `abandoned` (never delivered)."""
     application_id = application["_id"]
     db = database.db
     blob_ids = await application_blob_ids(database, application)
@@ -139,12 +168,18 @@ async def purge_application(
         "period_days": period / timedelta(days=1),
         "blobs_deleted": deleted,
         "matches_deleted": matches.deleted_count,
-        "reason": "retention_period",
+        "reason": reason,
     }
+    if last_change_at is not None:
+        record["last_change_at"] = last_change_at
 
     def decide(current: Document) -> Change:
-        if current.get("retention"):
+        if purged_after_delivery(current):
             return Change()
+        if reason == "abandoned" and (
+            current.get("delivery") or current.get("state") not in ABANDONED_STATES
+        ):
+            return Change()  # the student came back (or it was delivered) since it was read
         fields: dict[str, Any] = {"retention": record, "photos": stripped_photos(current.get("photos") or {})}
         if current.get("code"):
             fields["code"] = {k: v for k, v in current["code"].items() if k != "image_blob_id"}
@@ -181,7 +216,7 @@ async def purge_delivered(
             if delivered_at is None:
                 continue
             report.delivered += 1
-            if application.get("retention"):
+            if purged_after_delivery(application):
                 report.already_purged += 1
                 continue
             current = now()
@@ -201,6 +236,127 @@ async def purge_delivered(
     return report
 
 
+def created_before(blob_id: str, moment: datetime) -> bool:
+    """Whether a GridFS blob was stored in a second before `moment` (its ObjectId says when it was made)."""
+    try:
+        made = ObjectId(blob_id).generation_time
+    except (InvalidId, TypeError):
+        return False  # not one of ours: never deleted on a guess
+    return made < moment.replace(microsecond=0)
+
+
+async def _finish_abandoned(database: Database, blobs: BlobStore, application: Document) -> dict[str, int]:
+    """Delete what an abandoned application held before it was marked; idempotent (a crash repeats it).
+
+    Only blobs made before the mark go: if the student comes back after it, their new uploads stay."""
+    record = application["retention"]
+    marked_at = as_utc(record.get("purged_at")) or utcnow()
+    db = database.db
+    snapshot = {**application, "photos": record.get("photos_before") or {}}
+    blob_ids = {b for b in await application_blob_ids(database, snapshot) if created_before(b, marked_at)}
+    deleted = await delete_blobs(blobs, blob_ids)
+    old_photos = sorted(record.get("photos_before") or {})
+    matches = await db["matches"].delete_many({"_id": {"$in": old_photos}}) if old_photos else None
+    for photo_doc in [d async for d in db["photos"].find({"application_id": application["_id"]})]:
+        if photo_doc["_id"] in old_photos and "purged_at" not in photo_doc:
+            kept = {k: v for k, v in photo_doc.items() if k not in (*BLOB_FIELDS, "geometry")}
+            await db["photos"].replace_one({"_id": photo_doc["_id"]}, {**kept, "purged_at": marked_at})
+    counts = {"blobs_deleted": deleted, "matches_deleted": matches.deleted_count if matches else 0}
+
+    def done(current: Document) -> Change:
+        mark = current.get("retention") or {}
+        if mark.get("status") != "purging":
+            return Change()
+        finished = {k: v for k, v in mark.items() if k != "photos_before"}
+        return Change(set={"retention": {**finished, **counts, "status": "done"}})
+
+    await Applications(database, lambda: None).mutate(application["_id"], done)
+    return counts
+
+
+async def purge_abandoned(
+    database: Database,
+    blobs: BlobStore,
+    *,
+    period: timedelta,
+    now: Clock = utcnow,
+    batch_size: int = 100,
+) -> RetentionReport:
+    """Purge the images of applications never delivered and left untouched for `period` in a state where
+    the student had to act (ABANDONED_STATES); the application record stays. Safe to run again.
+
+    Mark first, then delete: the mark is a version-guarded update that holds only while the application is
+    exactly as read (same `updated_at`, still abandoned), so a student who comes back at that moment wins;
+    what the mark took (`photos_before`) is deleted after it, and a run that died in between is finished by
+    the next one (`retention.status: purging`)."""
+    report = RetentionReport(period_days=period / timedelta(days=1))
+    collection = database.db["applications"]
+    applications = Applications(database, lambda: None)
+    async for unfinished in collection.find({"retention.status": "purging"}, {"outbox": 0}):
+        counts = await _finish_abandoned(database, blobs, unfinished)
+        report.purged += 1
+        report.blobs_deleted += counts["blobs_deleted"]
+        report.matches_deleted += counts["matches_deleted"]
+    last: str | None = None
+    while True:
+        query: dict[str, Any] = {
+            "state": {"$in": list(ABANDONED_STATES)},
+            "delivery": {"$exists": False},
+            "retention": {"$exists": False},
+            "merged_into": {"$exists": False},
+        }
+        if last is not None:
+            query["_id"] = {"$gt": last}
+        batch = [doc async for doc in collection.find(query, {"outbox": 0}).sort("_id", 1).limit(batch_size)]
+        if not batch:
+            break
+        last = str(batch[-1]["_id"])
+        for application in batch:
+            report.checked += 1
+            # updated_at is compared here: nx-27017 may hold it as text (docs/architecture.md).
+            changed_at = as_utc(application.get("updated_at"))
+            current = now()
+            if changed_at is None or changed_at + period > current:
+                continue
+            report.due += 1
+            record = {
+                "status": "purging",
+                "reason": "abandoned",
+                "purged_at": current,
+                "last_change_at": changed_at,
+                "period_days": period / timedelta(days=1),
+                "photos_before": application.get("photos") or {},
+            }
+
+            def mark(
+                doc: Document,
+                read: Document = application,
+                changed: datetime = changed_at,
+                record: dict[str, Any] = record,
+            ) -> Change:
+                if doc.get("retention") or doc.get("delivery") or doc.get("state") not in ABANDONED_STATES:
+                    return Change()
+                if as_utc(doc.get("updated_at")) != changed or doc.get("version") != read.get("version"):
+                    return Change()  # the student came back since it was read
+                fields: dict[str, Any] = {
+                    "retention": record,
+                    "photos": stripped_photos(doc.get("photos") or {}),
+                }
+                if doc.get("code"):
+                    fields["code"] = {k: v for k, v in doc["code"].items() if k != "image_blob_id"}
+                return Change(set=fields)
+
+            written = await applications.mutate(application["_id"], mark)
+            if as_utc((written.get("retention") or {}).get("purged_at")) != current:
+                continue  # someone else marked it, or the student came back
+            counts = await _finish_abandoned(database, blobs, written)
+            report.purged += 1
+            report.blobs_deleted += counts["blobs_deleted"]
+            report.matches_deleted += counts["matches_deleted"]
+    log.info("retention run (abandoned)", **report.as_dict())
+    return report
+
+
 async def retention_loop(
     database: Database,
     blobs: BlobStore,
@@ -209,11 +365,16 @@ async def retention_loop(
     interval_s: float,
     batch_size: int = 100,
     now: Clock = utcnow,
+    undelivered_period: timedelta | None = None,
 ) -> None:
     """The gateway's background retention task: one run every `interval_s` (errors logged, never fatal)."""
     while True:
         try:
             await purge_delivered(database, blobs, period=period, now=now, batch_size=batch_size)
+            if undelivered_period is not None:
+                await purge_abandoned(
+                    database, blobs, period=undelivered_period, now=now, batch_size=batch_size
+                )
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from services.gateway.console.operators import Role
-from services.gateway.retention import purge_delivered
+from services.gateway.retention import purge_abandoned, purge_delivered
 from services.gateway.store import Applications
 from shared.blobs import BlobNotFound, BlobStore
 from shared.events import new_id, utcnow
@@ -187,6 +187,95 @@ async def test_a_run_interrupted_after_deleting_blobs_finishes_on_the_next_run(d
     assert doc["retention"]["purged_at"] == T0
 
 
+YEAR = timedelta(days=365)
+
+
+async def test_abandoned_applications_lose_their_photos_after_a_year_and_the_rest_is_kept(
+    database: Any,
+) -> None:
+    blobs = BlobStore(database)
+    db = database.db
+    later = utcnow() + YEAR + timedelta(days=1)  # every seeded application was last changed just now
+    abandoned = {
+        state: await seed(database, blobs, exported_at=None, state=state) for state in ("paid", "rejected")
+    }
+    waiting = {
+        state: await seed(database, blobs, exported_at=None, state=state)
+        for state in ("approved", "in_review", "submitted", "registrar_review")
+    }
+    before = {a["id"]: await db["applications"].find_one({"_id": a["id"]}) for a in waiting.values()}
+
+    # Not a year yet: nothing happens.
+    early = await purge_abandoned(database, blobs, period=YEAR, now=lambda: utcnow() + timedelta(days=300))
+    assert early.due == 0 and early.purged == 0
+
+    report = await purge_abandoned(database, blobs, period=YEAR, now=lambda: later)
+    assert (report.checked, report.due, report.purged, report.blobs_deleted) == (2, 2, 2, 10)
+    for app in abandoned.values():
+        assert [await readable(blobs, b) for b in app["blobs"]] == [False] * 5
+        assert await readable(blobs, app["admission"])
+        doc = await db["applications"].find_one({"_id": app["id"]})
+        mark = doc["retention"]
+        assert mark["reason"] == "abandoned" and mark["status"] == "done" and mark["blobs_deleted"] == 5
+        assert "photos_before" not in mark and doc["state"] in ("paid", "rejected")
+        assert all(p.get("purged") and "raw_blob_id" not in p for p in doc["photos"].values())
+        assert await db["matches"].find_one({"application_id": app["id"]}) is None
+    # Waiting for delivery, for a decision or for a worker: the system owes them something, nothing goes.
+    for app in waiting.values():
+        assert [await readable(blobs, b) for b in app["blobs"]] == [True] * 5
+        assert await db["applications"].find_one({"_id": app["id"]}) == before[app["id"]]
+
+    again = await purge_abandoned(database, blobs, period=YEAR, now=lambda: later)
+    assert (again.due, again.purged, again.blobs_deleted) == (0, 0, 0)
+
+
+async def test_an_abandoned_purge_that_died_after_marking_is_finished_and_spares_new_uploads(
+    database: Any,
+) -> None:
+    blobs = BlobStore(database)
+    db = database.db
+    app = await seed(database, blobs, exported_at=None, state="paid")
+    doc = await db["applications"].find_one({"_id": app["id"]})
+    await asyncio.sleep(1.1)  # blob ids tell the second they were made in
+    marked_at = utcnow()
+    # What a run that died between its mark and its deletions leaves behind.
+    await db["applications"].update_one(
+        {"_id": app["id"]},
+        {
+            "$set": {
+                "retention": {
+                    "status": "purging",
+                    "reason": "abandoned",
+                    "purged_at": marked_at,
+                    "period_days": 365.0,
+                    "photos_before": doc["photos"],
+                }
+            }
+        },
+    )
+    # The student came back after the mark and uploaded a new photo: made after the mark, it stays.
+    await asyncio.sleep(1.1)
+    fresh = await blobs.put(
+        b"new", filename="new", content_type="image/jpeg", application_id=app["id"], kind="raw_photo"
+    )
+    report = await purge_abandoned(database, blobs, period=YEAR, now=utcnow)
+    assert report.purged == 1 and report.blobs_deleted == 5
+    assert [await readable(blobs, b) for b in app["blobs"]] == [False] * 5
+    assert await readable(blobs, fresh)
+    mark = (await db["applications"].find_one({"_id": app["id"]}))["retention"]
+    assert mark["status"] == "done" and "photos_before" not in mark
+
+    # If that student's application is delivered after all, its new photos are purged after delivery too.
+    delivered = await db["applications"].find_one({"_id": app["id"]})
+    delivered["delivery"] = {"batch_id": "b", "exported_at": T0 - timedelta(days=100), "printed_at": None}
+    delivered["state"] = "approved"
+    await db["applications"].replace_one({"_id": app["id"]}, delivered)
+    after = await purge_delivered(database, blobs, period=PERIOD, now=lambda: T0)
+    assert after.purged == 1 and not await readable(blobs, fresh)
+    final = (await db["applications"].find_one({"_id": app["id"]}))["retention"]
+    assert final["reason"] == "retention_period"
+
+
 def cli_env(mongo_url: str, mongo_db: str, **extra: str) -> dict[str, str]:
     return {
         **os.environ,
@@ -224,6 +313,7 @@ async def test_retention_cli_purges_with_its_clock_and_refuses_bad_arguments(
         ["--days", "abc"],
         ["--now", "yesterday"],
         ["--batch", "0"],
+        ["--undelivered-days", "-1"],
     ):
         code, out, err = run_privacy_cli(env, "retention", *bad)
         assert code == 2 and out == [] and "usage" in err, (bad, err)
@@ -233,6 +323,8 @@ async def test_retention_cli_purges_with_its_clock_and_refuses_bad_arguments(
     assert code == 0 and out[0]["purged"] == 0 and out[0]["period_days"] == 30.0  # only 20 days then
     code, out, err = run_privacy_cli(env, "retention", "--now", T0.isoformat())
     assert code == 0 and out[0]["purged"] == 1 and out[0]["blobs_deleted"] == 5, err
+    # The abandoned part ran too (nothing abandoned here: the one application was delivered).
+    assert out[0]["abandoned"]["period_days"] == 365.0 and out[0]["abandoned"]["purged"] == 0
     assert NAME not in err + json.dumps(out, ensure_ascii=False) and app["id"] not in json.dumps(out)
     assert [await readable(blobs, b) for b in app["blobs"]] == [False] * 5
 
