@@ -244,11 +244,13 @@ def summarise(out: Path, outcome: Outcome, *, write: bool, faults: bool, profile
     figures["faults"] = run["faults"]
     figures["restarts"] = run["restarts"]
 
+    approved = sum(j["application_id"] in decided for j in journeys)
     lines = [
         f"Load run of {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(steady['started']))} on {machine()} "
         f"(load average {run.get('loadavg_at_start', [0.0])[0]:.1f} when it began): "
         f"{len(journeys)} students arriving at {steady['rate']:g}/s (Poisson) for "
-        f"{steady['duration_s']:g} s, one replica of each worker, {len(decided)} cases approved by the scripted reviewers.",
+        f"{steady['duration_s']:g} s, one replica of each worker, {approved} of them approved by the scripted "
+        "reviewers.",
         "",
         f"- completed journeys: **{len(done)} / {len(journeys)}** (retries after a refused or failed call: {figures['retries']})",
         f"- photos standardised per second while students arrived: **{photos_per_s:.2f}**",
