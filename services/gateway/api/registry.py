@@ -31,7 +31,8 @@ class Endpoint:
     auth: bool
     errors: tuple[str, ...]
     multipart: dict[str, str] | None
-    query: dict[str, str] = field(default_factory=dict)
+    # A query parameter's type name ("string", "integer") or its whole JSON schema (enum, lengths).
+    query: dict[str, str | dict[str, Any]] = field(default_factory=dict)
     binary: str | None = None
     # Other success statuses answered with the same body (e.g. 200 when a pending order is reused).
     also: tuple[int, ...] = ()
@@ -55,7 +56,7 @@ class Api:
         auth: bool = True,
         errors: tuple[str, ...] = (),
         multipart: dict[str, str] | None = None,
-        query: dict[str, str] | None = None,
+        query: dict[str, str | dict[str, Any]] | None = None,
         binary: str | None = None,
         also: tuple[int, ...] = (),
         error_schema: dict[str, Any] | None = None,
@@ -100,7 +101,12 @@ class Api:
                 {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
                 for name in _path_params(e.path)
             ] + [
-                {"name": name, "in": "query", "required": False, "schema": {"type": kind}}
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": False,
+                    "schema": kind if isinstance(kind, dict) else {"type": kind},
+                }
                 for name, kind in e.query.items()
             ]
             if params:

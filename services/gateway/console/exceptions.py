@@ -77,7 +77,7 @@ def _rejected_photos(application: Document) -> list[PhotoView]:
     f"{PREFIX}/exceptions",
     summary="Registrar cases, low scores and quality rejections of my schools, oldest first",
     response=ExceptionList,
-    query={"kind": "string"},
+    query={"kind": {"type": "string", "enum": list(QUERIES)}},
     errors=("forbidden",),
 )
 async def list_exceptions(request: web.Request) -> web.Response:

@@ -98,7 +98,7 @@ def _plain(value: Any) -> Any:
     f"{PREFIX}/students",
     summary="Find students of my schools by student number (exact) or name (contains)",
     response=StudentList,
-    query={"q": "string"},
+    query={"q": {"type": "string", "minLength": 1, "maxLength": 50}},
 )
 async def search_students(request: web.Request) -> web.Response:
     who = await operator(request)
