@@ -252,7 +252,8 @@ def summarise(out: Path, outcome: Outcome, *, write: bool, faults: bool, profile
         f"{steady['duration_s']:g} s, one replica of each worker, {approved} of them approved by the scripted "
         "reviewers.",
         "",
-        f"- completed journeys: **{len(done)} / {len(journeys)}** (retries after a refused or failed call: {figures['retries']})",
+        f"- completed journeys: **{len(done)} / {len(journeys)}** (retries after a refused or failed call: {figures['retries']}; "
+        f"photos retaken after a quality refusal: {sum(len(j.get('retakes', [])) for j in journeys)})",
         f"- photos standardised per second while students arrived: **{photos_per_s:.2f}**",
         "",
         "| stage | n | p50 s | p95 s | p99 s | target p95 |",
