@@ -43,7 +43,8 @@ _B = r"(?<![0-9A-Za-z])"
 _E = r"(?![0-9A-Za-z])"
 PHONE_RE = re.compile(_B + r"(?:\+?86[- ]?)?1[3-9]\d{9}" + _E)
 ID_NUMBER_RE = re.compile(_B + r"\d{6}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])\d{2}\d{3}[\dXx]" + _E)
-DIGIT_RUN_RE = re.compile(_B + r"\d{8,}" + _E)
+# Not the integer part of a decimal (a third-party log's 1795872946.202062 timestamp is no student number).
+DIGIT_RUN_RE = re.compile(r"(?<![0-9A-Za-z.])\d{8,}(?![0-9A-Za-z]|\.\d)")
 PHONE_STRETCH_RE = re.compile(r"\+?\d[\d \-]{9,}\d")
 FRAGMENT_RE = re.compile(r"\d{3}[\dXx]|\d{4}")
 # key=value or "key": "value" in text lines (console renderer, f-strings, foreign libraries).

@@ -33,9 +33,10 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 
-from bench.load.journey import REVIEW_TEMPLATE
+from bench.load.journey import REVIEW_TEMPLATE, Person
 from bench.load.stack import LOAD_VAR, free_port
 from deploy.local import run as local
+from shared.logscan import Known, Scanner
 
 TRANSITIONAL = {"code_submitted", "submitted"}
 ORDER = ["code_verified", "confirmed", "paid", "in_review", "approved"]
@@ -86,13 +87,20 @@ class Outcome:
     faults_failed: int = 0
     dead_letters: int = 0
     findings: list[Finding] = field(default_factory=list)
+    log_lines: int = 0  # lines of our services' logs scanned for personal data
+    log_findings: dict[str, int] = field(default_factory=dict)  # kind -> unmasked values found
 
     def count(self, kind: str) -> int:
         return len({f.index for f in self.findings if f.kind == kind})
 
     @property
     def ok(self) -> bool:
-        return not self.findings and self.faults_failed == 0 and self.dead_letters == 0
+        return (
+            not self.findings
+            and self.faults_failed == 0
+            and self.dead_letters == 0
+            and not sum(self.log_findings.values())
+        )
 
     def table(self) -> str:
         rows = [
@@ -107,6 +115,16 @@ class Outcome:
             ("stuck", str(self.count("stuck"))),
             ("in the wrong state", str(self.count("wrong_state"))),
             ("dead-lettered messages", str(self.dead_letters)),
+            ("log lines scanned (gateway, workers)", str(self.log_lines)),
+            (
+                "unmasked names, student numbers, ID fragments, phones in logs",
+                str(sum(self.log_findings.values()))
+                + (
+                    f" {dict((k, v) for k, v in self.log_findings.items() if v)}"
+                    if any(self.log_findings.values())
+                    else ""
+                ),
+            ),
         ]
         lines = ["| audit | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
         for f in self.findings[:20]:
@@ -177,6 +195,30 @@ def check_student(
     return found
 
 
+# The logs of our own services; the WeChat sandbox plays WeChat (which knows the phone numbers), and the
+# database's and broker's own logs are theirs.
+SCANNED_LOGS = ("gateway", "codec", "imaging", "matching", "notify")
+
+
+def scan_logs(out: Path, students: list[dict[str, Any]]) -> tuple[int, dict[str, int]]:
+    """shared.logscan over the run's service logs, knowing every simulated student's name, number, phone."""
+    people = [Person.make(int(s["index"]), "") for s in students]
+    known = Known.from_json([{"name": p.name, "student_number": p.number, "phone": p.phone} for p in people])
+    scanner = Scanner(known)
+    lines, totals = 0, Counter[str]()
+    for service in SCANNED_LOGS:
+        path = out / "logs" / f"{service}.log"
+        if not path.exists():
+            continue
+        with path.open(encoding="utf-8", errors="replace") as handle:
+            report = scanner.scan(handle)
+        lines += report.lines
+        totals.update(report.counts)
+        for finding in report.findings[:20]:  # masked values only
+            print(f"logscan {service}.log:{finding.line} {finding.kind} {finding.masked}", file=sys.stderr)
+    return lines, dict(totals)
+
+
 async def audit(out: Path, mongo_url: str | None = None) -> Outcome:
     run = json.loads((out / "run.json").read_text())
     sandbox = json.loads((out / "sandbox.json").read_text())
@@ -189,6 +231,7 @@ async def audit(out: Path, mongo_url: str | None = None) -> Outcome:
     last = next((s for s in reversed(run["samples"]) if s["queues"] is not None), None)
     if last is not None:
         outcome.dead_letters = sum(r + u for name, (r, u) in last["queues"].items() if name.endswith(".dead"))
+    outcome.log_lines, outcome.log_findings = scan_logs(out, students)
 
     messages: Counter[tuple[str, str]] = Counter(
         (str(m.get("touser")), str(m.get("template_id"))) for m in sandbox["messages"]["messages"]

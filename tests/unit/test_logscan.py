@@ -82,6 +82,7 @@ def test_every_kind_of_leak_is_found_with_its_line_and_never_repeated(tmp_path: 
         "2026-11-28 [info] x application_id=2110216052",  # 17 a known student number, even as an id
         json.dumps({"event": "x", "student_id": "10487:778899"}),  # 18 an unknown number in a student id
         json.dumps({"event": "ok", "student_id": "10487:77**99"}),  # 19 masked: clean
+        "W0000 00:00:1795872946.202062 8077 calculator.cc:186] a native library's timestamp",  # 20 clean
     ]
     report = Scanner(known).scan(lines)
     by_line: dict[int, set[str]] = {}
