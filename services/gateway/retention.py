@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -138,6 +138,32 @@ class RetentionReport:
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
+    def count_purged(self, blobs_deleted: int, matches_deleted: int) -> None:
+        self.purged += 1
+        self.blobs_deleted += blobs_deleted
+        self.matches_deleted += matches_deleted
+
+
+async def _pages(database: Database, query: dict[str, Any], batch_size: int) -> AsyncIterator[Document]:
+    """The applications matching `query`, read `batch_size` at a time in `_id` order (keyset paging, so
+    documents the caller rewrites meanwhile are neither skipped nor read twice)."""
+    collection = database.db["applications"]
+    last: str | None = None
+    while True:
+        page = dict(query, _id={"$gt": last}) if last is not None else query
+        batch = [doc async for doc in collection.find(page, {"outbox": 0}).sort("_id", 1).limit(batch_size)]
+        if not batch:
+            return
+        last = str(batch[-1]["_id"])
+        for application in batch:
+            yield application
+
+
+def _code_without_image(application: Document) -> dict[str, Any]:
+    """The fields that drop the code image's blob id (nothing when there is no code)."""
+    code = application.get("code")
+    return {"code": {k: v for k, v in code.items() if k != "image_blob_id"}} if code else {}
+
 
 async def purge_application(
     database: Database,
@@ -180,10 +206,8 @@ async def purge_application(
             current.get("delivery") or current.get("state") not in ABANDONED_STATES
         ):
             return Change()  # the student came back (or it was delivered) since it was read
-        fields: dict[str, Any] = {"retention": record, "photos": stripped_photos(current.get("photos") or {})}
-        if current.get("code"):
-            fields["code"] = {k: v for k, v in current["code"].items() if k != "image_blob_id"}
-        return Change(set=fields)
+        photos = stripped_photos(current.get("photos") or {})
+        return Change(set={"retention": record, "photos": photos, **_code_without_image(current)})
 
     written = await Applications(database, lambda: None).mutate(application_id, decide)
     return record if written.get("retention") is record else None
@@ -199,39 +223,27 @@ async def purge_delivered(
 ) -> RetentionReport:
     """Purge every application delivered more than `period` before `now()`; safe to run again at any time."""
     report = RetentionReport(period_days=period / timedelta(days=1))
-    collection = database.db["applications"]
-    last: str | None = None
-    while True:
-        # Time ranges inside sub-documents are unreliable on nx-27017: the date is compared here, in code.
-        query: dict[str, Any] = {"delivery": {"$exists": True}}
-        if last is not None:
-            query["_id"] = {"$gt": last}
-        batch = [doc async for doc in collection.find(query, {"outbox": 0}).sort("_id", 1).limit(batch_size)]
-        if not batch:
-            break
-        last = str(batch[-1]["_id"])
-        for application in batch:
-            report.checked += 1
-            delivered_at = as_utc((application.get("delivery") or {}).get("exported_at"))
-            if delivered_at is None:
-                continue
-            report.delivered += 1
-            if purged_after_delivery(application):
-                report.already_purged += 1
-                continue
-            current = now()
-            if delivered_at + period > current:
-                continue
-            report.due += 1
-            record = await purge_application(
-                database, blobs, application, now=current, period=period, delivered_at=delivered_at
-            )
-            if record is None:
-                report.already_purged += 1
-                continue
-            report.purged += 1
-            report.blobs_deleted += int(record["blobs_deleted"])
-            report.matches_deleted += int(record["matches_deleted"])
+    # Time ranges inside sub-documents are unreliable on nx-27017: the date is compared here, in code.
+    async for application in _pages(database, {"delivery": {"$exists": True}}, batch_size):
+        report.checked += 1
+        delivered_at = as_utc((application.get("delivery") or {}).get("exported_at"))
+        if delivered_at is None:
+            continue
+        report.delivered += 1
+        if purged_after_delivery(application):
+            report.already_purged += 1
+            continue
+        current = now()
+        if delivered_at + period > current:
+            continue
+        report.due += 1
+        record = await purge_application(
+            database, blobs, application, now=current, period=period, delivered_at=delivered_at
+        )
+        if record is None:
+            report.already_purged += 1
+            continue
+        report.count_purged(int(record["blobs_deleted"]), int(record["matches_deleted"]))
     log.info("retention run", **report.as_dict())
     return report
 
@@ -294,65 +306,48 @@ async def purge_abandoned(
     applications = Applications(database, lambda: None)
     async for unfinished in collection.find({"retention.status": "purging"}, {"outbox": 0}):
         counts = await _finish_abandoned(database, blobs, unfinished)
-        report.purged += 1
-        report.blobs_deleted += counts["blobs_deleted"]
-        report.matches_deleted += counts["matches_deleted"]
-    last: str | None = None
-    while True:
-        query: dict[str, Any] = {
-            "state": {"$in": list(ABANDONED_STATES)},
-            "delivery": {"$exists": False},
-            "retention": {"$exists": False},
-            "merged_into": {"$exists": False},
+        report.count_purged(counts["blobs_deleted"], counts["matches_deleted"])
+    abandoned: dict[str, Any] = {
+        "state": {"$in": list(ABANDONED_STATES)},
+        "delivery": {"$exists": False},
+        "retention": {"$exists": False},
+        "merged_into": {"$exists": False},
+    }
+    async for application in _pages(database, abandoned, batch_size):
+        report.checked += 1
+        # updated_at is compared here: nx-27017 may hold it as text (docs/architecture.md).
+        changed_at = as_utc(application.get("updated_at"))
+        current = now()
+        if changed_at is None or changed_at + period > current:
+            continue
+        report.due += 1
+        record = {
+            "status": "purging",
+            "reason": "abandoned",
+            "purged_at": current,
+            "last_change_at": changed_at,
+            "period_days": period / timedelta(days=1),
+            "photos_before": application.get("photos") or {},
         }
-        if last is not None:
-            query["_id"] = {"$gt": last}
-        batch = [doc async for doc in collection.find(query, {"outbox": 0}).sort("_id", 1).limit(batch_size)]
-        if not batch:
-            break
-        last = str(batch[-1]["_id"])
-        for application in batch:
-            report.checked += 1
-            # updated_at is compared here: nx-27017 may hold it as text (docs/architecture.md).
-            changed_at = as_utc(application.get("updated_at"))
-            current = now()
-            if changed_at is None or changed_at + period > current:
-                continue
-            report.due += 1
-            record = {
-                "status": "purging",
-                "reason": "abandoned",
-                "purged_at": current,
-                "last_change_at": changed_at,
-                "period_days": period / timedelta(days=1),
-                "photos_before": application.get("photos") or {},
-            }
 
-            def mark(
-                doc: Document,
-                read: Document = application,
-                changed: datetime = changed_at,
-                record: dict[str, Any] = record,
-            ) -> Change:
-                if doc.get("retention") or doc.get("delivery") or doc.get("state") not in ABANDONED_STATES:
-                    return Change()
-                if as_utc(doc.get("updated_at")) != changed or doc.get("version") != read.get("version"):
-                    return Change()  # the student came back since it was read
-                fields: dict[str, Any] = {
-                    "retention": record,
-                    "photos": stripped_photos(doc.get("photos") or {}),
-                }
-                if doc.get("code"):
-                    fields["code"] = {k: v for k, v in doc["code"].items() if k != "image_blob_id"}
-                return Change(set=fields)
+        def mark(
+            doc: Document,
+            read: Document = application,
+            changed: datetime = changed_at,
+            record: dict[str, Any] = record,
+        ) -> Change:
+            if doc.get("retention") or doc.get("delivery") or doc.get("state") not in ABANDONED_STATES:
+                return Change()
+            if as_utc(doc.get("updated_at")) != changed or doc.get("version") != read.get("version"):
+                return Change()  # the student came back since it was read
+            photos = stripped_photos(doc.get("photos") or {})
+            return Change(set={"retention": record, "photos": photos, **_code_without_image(doc)})
 
-            written = await applications.mutate(application["_id"], mark)
-            if as_utc((written.get("retention") or {}).get("purged_at")) != current:
-                continue  # someone else marked it, or the student came back
-            counts = await _finish_abandoned(database, blobs, written)
-            report.purged += 1
-            report.blobs_deleted += counts["blobs_deleted"]
-            report.matches_deleted += counts["matches_deleted"]
+        written = await applications.mutate(application["_id"], mark)
+        if as_utc((written.get("retention") or {}).get("purged_at")) != current:
+            continue  # someone else marked it, or the student came back
+        counts = await _finish_abandoned(database, blobs, written)
+        report.count_purged(counts["blobs_deleted"], counts["matches_deleted"])
     log.info("retention run (abandoned)", **report.as_dict())
     return report
 
