@@ -42,32 +42,15 @@ import aiohttp
 import numpy as np
 from PIL import Image
 
+from bench.net import free_port, wait_http
 from bench.results import write_section
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PAGE_SCHOOL, API_SCHOOL = "10487", "10001"
 PASSWORD = "bench console password"
 TARGET_MS = 300.0
 MEASURE = "console.decision-to-next-case"
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def photo(size: tuple[int, int], seed: int) -> bytes:
@@ -263,21 +246,6 @@ async def page_run(base_url: str, cases: int) -> dict[str, list[float]]:
     return {"page": page_ms, "driver": driver_ms}
 
 
-async def wait_ready(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while True:
-            try:
-                async with http.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the gateway did not become ready: {url}")
-            await asyncio.sleep(0.2)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cases", type=int, default=200)
@@ -341,7 +309,7 @@ def main() -> int:
             stdout=subprocess.DEVNULL,
             stderr=gateway_log,
         )
-        asyncio.run(wait_ready(f"{base}/readyz"))
+        asyncio.run(wait_http(f"{base}/readyz"))
         page = asyncio.run(page_run(base, args.cases))
         api = asyncio.run(bare_api(base, args.cases))
     finally:

@@ -25,19 +25,12 @@ from pathlib import Path
 
 from pymongo import AsyncMongoClient
 
+from bench.net import free_port
 from bench.results import write_section
 
 ROOT = Path(__file__).resolve().parents[2]
 # Reads one status request makes once its session is cached: the application, found by its owner.
 READS_PER_REQUEST = 1
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wrk(url: str, *, seconds: int, connections: int, token: str | None) -> dict[str, float]:

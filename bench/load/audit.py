@@ -34,7 +34,8 @@ from typing import Any
 from pymongo import AsyncMongoClient
 
 from bench.load.journey import REVIEW_TEMPLATE, Person
-from bench.load.stack import LOAD_VAR, free_port
+from bench.load.stack import LOAD_VAR
+from bench.net import free_port
 from deploy.local import run as local
 from shared.logscan import Known, Scanner
 

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.net import free_port
 from deploy.local import run as local
 
 ROOT = local.ROOT
@@ -39,12 +39,6 @@ SERVICES = ("gateway", *WORKERS)
 
 def say(message: str) -> None:
     print(f"[load] {message}", flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

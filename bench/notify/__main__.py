@@ -34,6 +34,7 @@ import aio_pika
 import aiohttp
 from pymongo import AsyncMongoClient, MongoClient
 
+from bench.net import free_port, wait_http
 from bench.results import write_section
 from shared.events import ReviewDecided, make_event
 from shared.wechat.keys import client_env, generate_keyset, sandbox_env, write_keyset
@@ -41,29 +42,6 @@ from shared.wechat.keys import client_env, generate_keyset, sandbox_env, write_k
 ROOT = Path(__file__).resolve().parents[2]
 OPENID = "oBench_0000000000000000000001"
 IN_FLIGHT = 32
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def wait_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    async with aiohttp.ClientSession() as http:
-        while True:
-            try:
-                async with http.get(url) as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{url} did not answer in {timeout:g} s")
-            await asyncio.sleep(0.2)
 
 
 def start_mongo(tmp: Path) -> tuple[str, subprocess.Popen[bytes] | None]:
