@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aio_pika
 import structlog
@@ -35,7 +35,7 @@ from shared.config import Settings
 from shared.events import Envelope, EventData, UnknownEventType, utcnow
 from shared.idempotency import Claim, ProcessedEvents
 from shared.logging import get_logger
-from shared.topology import CONSUMERS, dead_queue, retry_queue
+from shared.topology import CONSUMERS, dead_queue, event_types, retry_queue
 
 log = get_logger(__name__)
 
@@ -69,25 +69,34 @@ class PermanentError(Exception):
     """Raised by a handler when retrying cannot help: the message is parked at once."""
 
 
-Handler = Callable[[Envelope, EventData], Awaitable[Sequence[Envelope]]]
+E = TypeVar("E", bound=EventData)
+# A handler gets the typed payload first and the envelope (id, application id, trace) beside it, and
+# returns the result events to publish: `async def on_photo_submitted(event: PhotoSubmitted, envelope)`.
+Handler = Callable[[E, Envelope], Awaitable[Sequence[Envelope]]]
 
 
 @dataclass
 class Subscription:
-    """One consumer's handlers by event type; the handler returns the result events to publish."""
+    """One consumer's handlers, subscribed by event class: `sub.on(PhotoSubmitted)(handler)`."""
 
     consumer: str
-    handlers: dict[str, Handler] = field(default_factory=dict)
+    handlers: dict[str, Handler[Any]] = field(default_factory=dict)
 
-    def on(self, event_type: str) -> Callable[[Handler], Handler]:
-        if event_type not in CONSUMERS.get(self.consumer, ()):
-            raise ValueError(f"{self.consumer} does not consume {event_type} in shared.topology")
+    def on(self, event_class: type[E]) -> Callable[[Handler[E]], Handler[E]]:
+        if event_class not in CONSUMERS.get(self.consumer, ()):
+            raise ValueError(f"{self.consumer} does not consume {event_class.__name__} in shared.topology")
 
-        def register(handler: Handler) -> Handler:
-            self.handlers[event_type] = handler
+        def register(handler: Handler[E]) -> Handler[E]:
+            # The bus parses a message of this type into `event_class` (EVENT_TYPES), so the handler
+            # is only ever called with the payload it declares.
+            self.handlers[event_class.event_type] = handler
             return handler
 
         return register
+
+    def missing(self) -> list[str]:
+        """Event types routed to this consumer's queue that no handler takes (they would be parked)."""
+        return [t for t in event_types(self.consumer) if t not in self.handlers]
 
 
 def _message(envelope: Envelope, headers: dict[str, Any] | None = None) -> aio_pika.Message:
@@ -136,10 +145,10 @@ class Bus:
         exchange = await channel.declare_exchange(
             self._settings.bus_exchange, aio_pika.ExchangeType.TOPIC, durable=True
         )
-        for consumer, event_types in CONSUMERS.items():
+        for consumer, event_classes in CONSUMERS.items():
             queue = await channel.declare_queue(consumer, durable=True, arguments=QUORUM)
-            for event_type in event_types:
-                await queue.bind(exchange, routing_key=event_type)
+            for event_class in event_classes:
+                await queue.bind(exchange, routing_key=event_class.event_type)
             await channel.declare_queue(
                 retry_queue(consumer),
                 durable=True,
@@ -202,6 +211,8 @@ class Bus:
 
         tag = await queue.consume(on_message)
         self._consumers.append((queue, tag))
+        if missing := subscription.missing():
+            log.warning("no handler for routed event types: they will be parked", types=missing)
         log.info("consuming", queue=subscription.consumer, types=sorted(subscription.handlers))
 
     async def _handle(self, sub: Subscription, message: AbstractIncomingMessage) -> None:
@@ -275,7 +286,7 @@ class Bus:
         )
         started = time.perf_counter()
         try:
-            results = await handler(envelope, payload)
+            results = await handler(payload, envelope)
             await self.publish_many(results)
             await self._processed.complete(sub.consumer, envelope.id)
         except asyncio.CancelledError:

@@ -1,25 +1,38 @@
 """Who consumes which event: the routing table of ARCHITECTURE.md, declared by every process at start.
 
 Every process declares the whole topology (idempotently) so that a publisher never has its message
-returned as unroutable just because the consuming service has not started yet.
+returned as unroutable just because the consuming service has not started yet. Consumers are listed by
+event class, so a handler is subscribed to the same class its payload is parsed into.
 """
 
 from __future__ import annotations
 
-CONSUMERS: dict[str, tuple[str, ...]] = {
-    "codec": ("code.scanned.v1",),
-    "imaging": ("photo.submitted.v1",),
-    "matching": ("photo.confirmed.v1",),
-    "notify": ("order.paid.v1", "match.scored.v1", "review.decided.v1"),
-    "gateway": (
-        "code.decoded.v1",
-        "code.rejected.v1",
-        "order.paid.v1",
-        "photo.standardized.v1",
-        "photo.rejected.v1",
-        "match.scored.v1",
-    ),
+from shared.events import (
+    CodeDecoded,
+    CodeRejected,
+    CodeScanned,
+    EventData,
+    MatchScored,
+    OrderPaid,
+    PhotoConfirmed,
+    PhotoRejected,
+    PhotoStandardized,
+    PhotoSubmitted,
+    ReviewDecided,
+)
+
+CONSUMERS: dict[str, tuple[type[EventData], ...]] = {
+    "codec": (CodeScanned,),
+    "imaging": (PhotoSubmitted,),
+    "matching": (PhotoConfirmed,),
+    "notify": (OrderPaid, MatchScored, ReviewDecided),
+    "gateway": (CodeDecoded, CodeRejected, OrderPaid, PhotoStandardized, PhotoRejected, MatchScored),
 }
+
+
+def event_types(consumer: str) -> tuple[str, ...]:
+    """The routing keys bound to `consumer`'s queue."""
+    return tuple(event.event_type for event in CONSUMERS.get(consumer, ()))
 
 
 def retry_queue(consumer: str) -> str:

@@ -70,11 +70,10 @@ class CodecHandlers:
 
     def subscription(self) -> Subscription:
         sub = Subscription("codec")
-        sub.on(CodeScanned.event_type)(self.on_code_scanned)
+        sub.on(CodeScanned)(self.on_code_scanned)
         return sub
 
-    async def on_code_scanned(self, envelope: Envelope, payload: EventData) -> list[Envelope]:
-        assert isinstance(payload, CodeScanned)
+    async def on_code_scanned(self, payload: CodeScanned, envelope: Envelope) -> list[Envelope]:
         stored = await self._codes.find_one({"_id": payload.scan_id})
         if stored is None:
             log.info("code scan started", scan_id=payload.scan_id, source=payload.source)

@@ -22,8 +22,8 @@ from shared.events import (
     CodeDecoded,
     CodeRejected,
     Envelope,
-    EventData,
     MatchScored,
+    OrderPaid,
     PhotoRejected,
     PhotoStandardized,
     utcnow,
@@ -44,18 +44,17 @@ class GatewayHandlers:
 
     def subscription(self) -> Subscription:
         sub = Subscription("gateway")
-        sub.on(CodeDecoded.event_type)(self.on_code_result)
-        sub.on(CodeRejected.event_type)(self.on_code_result)
-        sub.on(PhotoStandardized.event_type)(self.on_photo_result)
-        sub.on(PhotoRejected.event_type)(self.on_photo_result)
-        sub.on(MatchScored.event_type)(self.on_match_scored)
-        sub.on("order.paid.v1")(self.on_order_paid)
+        sub.on(CodeDecoded)(self.on_code_result)
+        sub.on(CodeRejected)(self.on_code_result)
+        sub.on(PhotoStandardized)(self.on_photo_result)
+        sub.on(PhotoRejected)(self.on_photo_result)
+        sub.on(MatchScored)(self.on_match_scored)
+        sub.on(OrderPaid)(self.on_order_paid)
         return sub
 
     # --- collection code ------------------------------------------------------------------------
 
-    async def on_code_result(self, envelope: Envelope, payload: EventData) -> list[Envelope]:
-        assert isinstance(payload, CodeDecoded | CodeRejected)
+    async def on_code_result(self, payload: CodeDecoded | CodeRejected, envelope: Envelope) -> list[Envelope]:
         application_id = envelope.application_id or ""
         structlog.contextvars.bind_contextvars(application_id=application_id)
         current = await self._applications.get(application_id)
@@ -119,8 +118,9 @@ class GatewayHandlers:
 
     # --- photos and matching --------------------------------------------------------------------
 
-    async def on_photo_result(self, envelope: Envelope, payload: EventData) -> list[Envelope]:
-        assert isinstance(payload, PhotoStandardized | PhotoRejected)
+    async def on_photo_result(
+        self, payload: PhotoStandardized | PhotoRejected, envelope: Envelope
+    ) -> list[Envelope]:
 
         def decide(doc: Document) -> Change:
             photos = dict(doc.get("photos") or {})
@@ -148,8 +148,7 @@ class GatewayHandlers:
         await self._applications.mutate(envelope.application_id or "", decide)
         return []
 
-    async def on_match_scored(self, envelope: Envelope, payload: EventData) -> list[Envelope]:
-        assert isinstance(payload, MatchScored)
+    async def on_match_scored(self, payload: MatchScored, envelope: Envelope) -> list[Envelope]:
 
         def decide(doc: Document) -> Change:
             if (doc.get("submission") or {}).get("photo_id") != payload.photo_id:
@@ -183,9 +182,9 @@ class GatewayHandlers:
         await self._applications.mutate(envelope.application_id or "", decide)
         return []
 
-    async def on_order_paid(self, envelope: Envelope, payload: EventData) -> list[Envelope]:
+    async def on_order_paid(self, payload: OrderPaid, envelope: Envelope) -> list[Envelope]:
         """The gateway wrote this event itself (outbox); consuming it only records the hand-off."""
-        log.info("order paid event delivered", order_id=getattr(payload, "order_id", None))
+        log.info("order paid event delivered", order_id=payload.order_id)
         return []
 
 

@@ -85,11 +85,10 @@ class ImagingHandlers:
 
     def subscription(self) -> Subscription:
         sub = Subscription("imaging")
-        sub.on(PhotoSubmitted.event_type)(self.on_photo_submitted)
+        sub.on(PhotoSubmitted)(self.on_photo_submitted)
         return sub
 
-    async def on_photo_submitted(self, envelope: Envelope, payload: EventData) -> list[Envelope]:
-        assert isinstance(payload, PhotoSubmitted)
+    async def on_photo_submitted(self, payload: PhotoSubmitted, envelope: Envelope) -> list[Envelope]:
         stored = await self._photos.find_one({"_id": payload.photo_id})
         if stored is None:
             log.info("photo check started", photo_id=payload.photo_id, source=payload.source)

@@ -21,7 +21,7 @@ from services.matching.messages import reason_message, score_message
 from shared.blobs import BlobNotFound, BlobStore
 from shared.bus import Subscription
 from shared.db import Database, Document
-from shared.events import Envelope, EventData, MatchScored, PhotoConfirmed, derived_id, make_event, utcnow
+from shared.events import Envelope, MatchScored, PhotoConfirmed, derived_id, make_event, utcnow
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -59,11 +59,10 @@ class MatchingHandlers:
 
     def subscription(self) -> Subscription:
         sub = Subscription("matching")
-        sub.on(PhotoConfirmed.event_type)(self.on_photo_confirmed)
+        sub.on(PhotoConfirmed)(self.on_photo_confirmed)
         return sub
 
-    async def on_photo_confirmed(self, envelope: Envelope, payload: EventData) -> list[Envelope]:
-        assert isinstance(payload, PhotoConfirmed)
+    async def on_photo_confirmed(self, payload: PhotoConfirmed, envelope: Envelope) -> list[Envelope]:
         stored = await self._matches.find_one({"_id": payload.photo_id})
         if stored is None:
             log.info("comparison started", photo_id=payload.photo_id, engine=self._engine.name)

@@ -24,7 +24,7 @@ from services.notify.ratelimit import SendPace
 from services.notify.render import MessageFacts, render
 from shared.bus import PermanentError, Subscription
 from shared.db import Database, Document
-from shared.events import Envelope, EventData, MatchScored, OrderPaid, ReviewDecided, utcnow
+from shared.events import Envelope, MatchScored, OrderPaid, ReviewDecided, utcnow
 from shared.logging import get_logger
 from shared.wechat.errors import WeChatError
 from shared.wechat.miniprogram import WeChatClient
@@ -64,13 +64,12 @@ class NotifyHandlers:
 
     def subscription(self) -> Subscription:
         sub = Subscription("notify")
-        sub.on(OrderPaid.event_type)(self.on_order_paid)
-        sub.on(MatchScored.event_type)(self.on_match_scored)
-        sub.on(ReviewDecided.event_type)(self.on_review_decided)
+        sub.on(OrderPaid)(self.on_order_paid)
+        sub.on(MatchScored)(self.on_match_scored)
+        sub.on(ReviewDecided)(self.on_review_decided)
         return sub
 
-    async def on_order_paid(self, envelope: Envelope, payload: EventData) -> list[Envelope]:
-        assert isinstance(payload, OrderPaid)
+    async def on_order_paid(self, payload: OrderPaid, envelope: Envelope) -> list[Envelope]:
         # The order number the student saw; WeChat's transaction id when the application lacks it.
         facts = {
             "paid_at": payload.paid_at,
@@ -80,16 +79,14 @@ class NotifyHandlers:
         await self._notify(envelope, "order_paid", payload.student_id, facts)
         return []
 
-    async def on_match_scored(self, envelope: Envelope, payload: EventData) -> list[Envelope]:
-        assert isinstance(payload, MatchScored)
+    async def on_match_scored(self, payload: MatchScored, envelope: Envelope) -> list[Envelope]:
         if payload.passed:
             return []  # a passed comparison goes on to manual review: the student hears the review's result
         facts = {"reason": payload.message, "score": payload.score if payload.reason is None else None}
         await self._notify(envelope, "match_failed", payload.student_id, facts)
         return []
 
-    async def on_review_decided(self, envelope: Envelope, payload: EventData) -> list[Envelope]:
-        assert isinstance(payload, ReviewDecided)
+    async def on_review_decided(self, payload: ReviewDecided, envelope: Envelope) -> list[Envelope]:
         kind: Kind = "review_approved" if payload.decision == "approved" else "review_rejected"
         await self._notify(envelope, kind, payload.student_id, {"reason": payload.reason})
         return []

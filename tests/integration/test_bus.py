@@ -10,7 +10,7 @@ import pytest
 
 from shared.bus import Bus, PermanentError, Subscription
 from shared.config import Settings
-from shared.events import CodeScanned, StudentClaim, make_event
+from shared.events import CodeScanned, Envelope, StudentClaim, make_event
 from shared.idempotency import ProcessedEvents
 from shared.outbox import OutboxRelay, with_outbox
 from tests.support.proxy import CuttableProxy
@@ -83,8 +83,8 @@ async def test_failing_handler_reaches_dead_queue_after_max_attempts_with_histor
     calls = []
     sub = Subscription("codec")
 
-    @sub.on("code.scanned.v1")
-    async def always_fails(envelope, payload):
+    @sub.on(CodeScanned)
+    async def always_fails(payload: CodeScanned, envelope: Envelope):
         calls.append(envelope.id)
         raise RuntimeError(f"boom {len(calls)}")
 
@@ -115,8 +115,8 @@ async def test_permanent_error_is_parked_without_retry(bus_pair, amqp_url):
     calls = []
     sub = Subscription("codec")
 
-    @sub.on("code.scanned.v1")
-    async def refuses(envelope, payload):
+    @sub.on(CodeScanned)
+    async def refuses(payload: CodeScanned, envelope: Envelope):
         calls.append(1)
         raise PermanentError("cannot ever work")
 
@@ -133,8 +133,8 @@ async def test_malformed_messages_are_parked_and_never_reach_the_handler(bus_pai
     calls = []
     sub = Subscription("codec")
 
-    @sub.on("code.scanned.v1")
-    async def handler(envelope, payload):
+    @sub.on(CodeScanned)
+    async def handler(payload: CodeScanned, envelope: Envelope):
         calls.append(1)
         return []
 
@@ -170,8 +170,8 @@ async def test_duplicate_event_is_handled_once(bus_pair, database):
     calls = []
     sub = Subscription("codec")
 
-    @sub.on("code.scanned.v1")
-    async def handler(envelope, payload):
+    @sub.on(CodeScanned)
+    async def handler(payload: CodeScanned, envelope: Envelope):
         calls.append(envelope.id)
         return []
 
@@ -192,8 +192,8 @@ async def test_handler_results_are_published_before_the_ack(bus_pair, database, 
     sub = Subscription("codec")
     source = scan_event()
 
-    @sub.on("code.scanned.v1")
-    async def handler(envelope, payload):
+    @sub.on(CodeScanned)
+    async def handler(payload: CodeScanned, envelope: Envelope):
         return [
             make_event(
                 CodeRejected(scan_id=payload.scan_id, reason="no_code_found", message="未识别到二维码"),
@@ -234,8 +234,8 @@ async def test_broker_connection_lost_and_restored_loses_nothing(env, database):
     received: list[str] = []
     sub = Subscription("codec")
 
-    @sub.on("code.scanned.v1")
-    async def handler(envelope, payload):
+    @sub.on(CodeScanned)
+    async def handler(payload: CodeScanned, envelope: Envelope):
         received.append(envelope.application_id)
         return []
 

@@ -13,6 +13,7 @@ import pytest
 from shared.bus import Bus, Subscription
 from shared.config import Settings
 from shared.db import Database
+from shared.events import CodeScanned, Envelope
 from shared.idempotency import ProcessedEvents
 from tests.integration.test_bus import eventually, make_settings, queue_depth, queue_messages, scan_event
 from tests.support.proxy import CuttableProxy
@@ -35,8 +36,8 @@ async def test_a_claim_that_fails_while_the_database_is_away_is_retried_then_han
     handled: list[str] = []
     sub = Subscription("codec")
 
-    @sub.on("code.scanned.v1")
-    async def handler(envelope, payload):
+    @sub.on(CodeScanned)
+    async def handler(payload: CodeScanned, envelope: Envelope):
         handled.append(envelope.id)
         return []
 
@@ -84,8 +85,8 @@ async def test_a_delivery_cut_off_by_broker_loss_gives_its_claim_up(env, databas
     finished: list[str] = []
     sub = Subscription("codec")
 
-    @sub.on("code.scanned.v1")
-    async def handler(envelope, payload):
+    @sub.on(CodeScanned)
+    async def handler(payload: CodeScanned, envelope: Envelope):
         started.append(asyncio.get_running_loop().time())
         if len(started) == 1:
             await asyncio.sleep(30)  # the first copy is still busy when the connection drops

@@ -125,7 +125,7 @@ async def test_a_good_photo_is_standardised_stored_and_announced_once(worker, ga
     assert await count_blobs(db, {"metadata.photo_id": photo_id}) == 1
 
     # A redelivery after a crash between storing and acking republishes the stored outcome, same id.
-    again = await handlers.on_photo_submitted(envelope, envelope.payload())
+    again = await handlers.on_photo_submitted(envelope.payload(), envelope)
     assert [e.id for e in again] == [result.id] and again[0].data == result.data
     assert await count_blobs(db, {"metadata.photo_id": photo_id}) == 1
     claim = await db["processed_events"].find_one({"_id": f"imaging:{envelope.id}"})

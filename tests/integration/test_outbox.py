@@ -8,7 +8,7 @@ import pytest
 
 from shared.bus import Bus, Subscription
 from shared.config import Settings
-from shared.events import CodeScanned, StudentClaim, make_event
+from shared.events import CodeScanned, Envelope, StudentClaim, make_event
 from shared.idempotency import ProcessedEvents
 from shared.outbox import OutboxRelay, stage, with_outbox
 
@@ -57,8 +57,8 @@ async def test_relay_crash_after_publish_republishes_the_same_id_and_consumers_d
     handled: list[str] = []
     sub = Subscription("codec")
 
-    @sub.on("code.scanned.v1")
-    async def handler(envelope, payload):
+    @sub.on(CodeScanned)
+    async def handler(payload: CodeScanned, envelope: Envelope):
         handled.append(envelope.id)
         return []
 
