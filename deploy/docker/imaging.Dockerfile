@@ -14,7 +14,7 @@ RUN python -m venv /opt/venv \
 RUN /opt/venv/bin/pip install --no-deps mediapipe==0.10.21
 
 FROM python:3.11.11-slim-bookworm
-# A CJK font, so the names on print sheets are drawn (services/imaging/print_sheet.py).
+# A CJK font, so the names on print sheets are drawn (shared/print_sheet.py).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends fonts-wqy-microhei \
     && rm -rf /var/lib/apt/lists/*

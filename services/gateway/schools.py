@@ -16,7 +16,7 @@ from shared.db import Database
 CHSI_NAME_FIELDS = ("student_number", "school_code", "graduation_year")
 CHSI_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,100}\.jpg")
 _LITERAL_RE = re.compile(r"[A-Za-z0-9_-]*")
-PrintSizeName = Literal["1寸", "小2寸", "2寸", "chsi"]  # services/imaging/print_sheet.PRINT_SIZES
+PrintSizeName = Literal["1寸", "小2寸", "2寸", "chsi"]  # shared/print_sheet.PRINT_SIZES
 
 
 def check_chsi_file_name(template: str) -> str:

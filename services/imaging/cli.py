@@ -22,7 +22,7 @@ from services.imaging.config import PhotoStandard
 from services.imaging.messages import rejection_message
 from services.imaging.pipeline import Report, Source, check_photo
 from services.imaging.preprocess import default_pool
-from services.imaging.print_sheet import PRINT_SIZES, render_print_sheet
+from shared.print_sheet import PRINT_SIZES, render_print_sheet
 
 UNREADABLE_FILE = "unreadable_file"
 

@@ -9,22 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from enum import StrEnum
 
-
-class State(StrEnum):
-    SENDING = "sending"  # written before the call: finding it later means the outcome is unknown
-    SENT = "sent"
-    RETRYING = "retrying"  # WeChat refused for now (quota, busy): another attempt comes via the retry queue
-    FAILED = "failed"  # still refused after the last attempt: parked in notify.dead for operators
-    UNKNOWN = "unknown"  # may or may not have arrived (crash or timeout after sending): never resent
-    NOT_DELIVERABLE = "not_deliverable"  # no subscription left (43101) or no WeChat account bound
-    REJECTED = "rejected"  # WeChat refused the content or the template (47003, 40037, ...): a bug to fix
-    SKIPPED = "skipped"  # the school has no template for this kind of message
-
-
-# States after which the event is finished for good; RETRYING and FAILED were proven unsent.
-FINAL = frozenset({State.SENT, State.UNKNOWN, State.NOT_DELIVERABLE, State.REJECTED, State.SKIPPED})
+from shared.notifications import FINAL as FINAL
+from shared.notifications import State as State
 
 # 45009 daily quota, 45011 minute quota, -1 system busy: WeChat did not send, later may work.
 _RETRY_LATER = frozenset({-1, 45009, 45011})

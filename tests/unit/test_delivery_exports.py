@@ -11,7 +11,7 @@ from PIL import Image
 from services.gateway.console.exports import CHSI_MAX_BYTES, CHSI_SIZE, csv_bytes, photo_problem
 from services.gateway.schools import PrintSizeName, check_chsi_file_name
 from services.imaging.config import PhotoStandard
-from services.imaging.print_sheet import PRINT_SIZES
+from shared.print_sheet import PRINT_SIZES
 
 
 def jpeg(size: tuple[int, int], fmt: str = "JPEG") -> bytes:

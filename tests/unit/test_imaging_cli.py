@@ -61,7 +61,7 @@ def test_print_sheet(tmp_path: Path) -> None:
 
 
 def test_print_layout_fits_the_common_sizes() -> None:
-    from services.imaging.print_sheet import PRINT_SIZES, layout
+    from shared.print_sheet import PRINT_SIZES, layout
 
     assert layout(PRINT_SIZES["2寸"]).columns * layout(PRINT_SIZES["2寸"]).rows == 8
     assert layout(PRINT_SIZES["1寸"]).columns * layout(PRINT_SIZES["1寸"]).rows >= 9

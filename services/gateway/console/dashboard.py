@@ -34,10 +34,10 @@ from services.gateway.console.operators import Operator
 from services.gateway.context import DATABASE, RELAY
 from services.gateway.errors import json_response
 from services.gateway.funnel import count_by_school_and_state
-from services.notify.outcomes import State
 from shared.db import Database
 from shared.events import utcnow
 from shared.logging import get_logger
+from shared.notifications import NOT_DELIVERED
 from shared.outbox import pending
 from shared.topology import CONSUMERS, dead_queue
 
@@ -47,18 +47,8 @@ api = Api()
 MANAGEMENT_PORT = 15672
 # A queue listing of a few dozen queues is a few tens of KiB; anything far larger is not that.
 MAX_MANAGEMENT_BYTES = 4 * 1024 * 1024
-# Notifications that did not reach the student (sent and sending are not failures; see outcomes.py).
-FAILED_STATES = tuple(
-    str(s)
-    for s in (
-        State.RETRYING,
-        State.FAILED,
-        State.UNKNOWN,
-        State.NOT_DELIVERABLE,
-        State.REJECTED,
-        State.SKIPPED,
-    )
-)
+# Notifications that did not reach the student (sent and sending are not failures: shared/notifications.py).
+FAILED_STATES = tuple(sorted(str(s) for s in NOT_DELIVERED))
 
 
 # --- the answer (docs/console.md, "Dashboards") ------------------------------------------------------

@@ -3,7 +3,7 @@
 - CHSI package: each application's standardised JPEG exactly as stored (checked: a JPEG, 480×640,
   at most 40 KB, as imaging makes it), named by the school's `chsi_file_name` template, plus
   `manifest.csv`.
-- Print sheets: one 6-inch, 300 dpi sheet per student (services/imaging/print_sheet.py: Pillow only).
+- Print sheets: one 6-inch, 300 dpi sheet per student (shared/print_sheet.py: Pillow only).
 - Mailing list: one row per student, by the mailing method chosen at confirmation.
 
 CSV files are UTF-8 with a BOM (Excel opens them as UTF-8); a cell that a spreadsheet would read as a
@@ -28,9 +28,9 @@ from PIL import Image, UnidentifiedImageError
 
 from services.gateway.console.batches import when
 from services.gateway.schools import CHSI_NAME_RE, SchoolConfig
-from services.imaging.print_sheet import PRINT_SIZES, render_print_sheet
 from shared.blobs import BlobNotFound, BlobStore
 from shared.db import Database, Document
+from shared.print_sheet import PRINT_SIZES, render_print_sheet
 
 # The CHSI photo standard (services/imaging/config.py PhotoStandard): what imaging writes.
 CHSI_SIZE = (480, 640)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.imaging import print_sheet
-from services.imaging.print_sheet import PRINT_SIZES, find_cjk_font, layout, render_print_sheet
+from shared import print_sheet
+from shared.print_sheet import PRINT_SIZES, find_cjk_font, layout, render_print_sheet
 from tests.support import faces
 
 SIZE = PRINT_SIZES["2寸"]
