@@ -34,7 +34,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: $(STAMP)
+# The mini-program's Node tools (jest, miniprogram-simulate, eslint), exactly as miniprogram/package-lock.json pins them.
+NODE_STAMP := miniprogram/node_modules/.installed
+$(NODE_STAMP): miniprogram/package.json miniprogram/package-lock.json
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq nodejs npm >/dev/null; } || { echo "install Node.js: sudo apt-get install -y nodejs npm"; exit 1; }
+	cd miniprogram && npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+run: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python deploy/local/run.py
 
 test: lint typecheck pytest
@@ -46,7 +53,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench-gateway: $(STAMP)

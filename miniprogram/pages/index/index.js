@@ -1,0 +1,2 @@
+const app = getApp()
+Page(require('../../logic/index')(app.deps()))
