@@ -11,7 +11,6 @@ import aiohttp
 from aiohttp import web
 
 from services.gateway.api import account, codes, journey, orders, photos
-from services.gateway.api.registry import Api
 from services.gateway.config import GatewaySettings
 from services.gateway.console.wiring import INDEXES as CONSOLE_INDEXES
 from services.gateway.console.wiring import install_console
@@ -30,12 +29,14 @@ from services.gateway.context import (
     WECHAT,
     Limiters,
 )
-from services.gateway.errors import error_handling, json_response, request_context
 from services.gateway.funnel import funnel_loop
 from services.gateway.handlers import GatewayHandlers
+from services.gateway.http.errors import json_response
+from services.gateway.http.limits import RateLimiter
+from services.gateway.http.middleware import error_handling, request_context
+from services.gateway.http.registry import Api
 from services.gateway.payments import reconciliation_loop
 from services.gateway.privacy import KeyConfigError, cipher_from_settings
-from services.gateway.ratelimit import RateLimiter
 from services.gateway.retention import retention_loop
 from services.gateway.schools import Schools, demo_school
 from services.gateway.store import INDEXES, Applications, Sessions, Users

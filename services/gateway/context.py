@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from services.gateway.config import GatewaySettings
+from services.gateway.http.limits import RateLimiter
 from services.gateway.privacy import FieldCipher
-from services.gateway.ratelimit import RateLimiter
 from services.gateway.schools import Schools
 from services.gateway.store import Applications, Sessions, Users
 from shared.blobs import BlobStore

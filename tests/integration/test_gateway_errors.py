@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from services.gateway.errors import error_handling, request_context
+from services.gateway.http.middleware import error_handling, request_context
 from services.gateway.store import Applications, Change
 from shared.events import new_id
 

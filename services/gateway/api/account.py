@@ -7,10 +7,11 @@ from datetime import datetime
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.api.common import caller, caller_user, find_my_application, json_body
-from services.gateway.api.registry import Api
+from services.gateway.api.common import caller, caller_user, find_my_application
 from services.gateway.context import APPLICATIONS, FIELD_CIPHER, LIMITERS, SESSIONS, USERS, WECHAT
-from services.gateway.errors import ApiError, json_response
+from services.gateway.http.bodies import json_body
+from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.registry import Api
 from services.gateway.store import Change
 from shared.logging import get_logger, mask_phone, mask_student_number
 from shared.wechat.errors import WeChatError

@@ -10,21 +10,14 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from services.gateway.api.common import (
-    IMAGE_UPLOAD_ERRORS,
-    caller,
-    find_my_application,
-    form_data,
-    idempotency_key,
-    json_object,
-    validation_error,
-)
-from services.gateway.api.registry import Api
+from services.gateway.api.common import caller, find_my_application, idempotency_key
 from services.gateway.applications import Action, IllegalTransition, ScanStatus, State, transition
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, LIMITERS, REQUEST_ID, SETTINGS
-from services.gateway.errors import ApiError, json_response
+from services.gateway.http.bodies import form_data, json_object, validation_error
+from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.registry import Api
+from services.gateway.http.uploads import IMAGE_UPLOAD_ERRORS, sniff_image
 from services.gateway.store import Change
-from services.gateway.uploads import sniff_image
 from shared.db import Document
 from shared.events import ChsiStudent, CodeScanned, StudentClaim, derived_id, make_event, new_id, utcnow
 from shared.logging import get_logger

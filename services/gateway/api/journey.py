@@ -8,8 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.api.common import caller, json_body, my_application
-from services.gateway.api.registry import Api
+from services.gateway.api.common import caller, my_application
 from services.gateway.applications import (
     NEXT_STEPS,
     Action,
@@ -19,7 +18,9 @@ from services.gateway.applications import (
     transition,
 )
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, SCHOOLS
-from services.gateway.errors import ApiError, json_response
+from services.gateway.http.bodies import json_body
+from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.registry import Api
 from services.gateway.quota import Quota, remaining
 from services.gateway.schools import Option, SchoolPublicView
 from services.gateway.store import Change

@@ -9,10 +9,10 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 
 from services.gateway.api.common import caller, idempotency_key, my_application
-from services.gateway.api.registry import Api
 from services.gateway.applications import Action, IllegalTransition, transition
 from services.gateway.context import APPLICATIONS, DATABASE, PAY, SCHOOLS, SETTINGS
-from services.gateway.errors import ApiError, json_response
+from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.registry import Api
 from services.gateway.payments import apply_payment, apply_refund_notification, new_out_trade_no, order_amount
 from services.gateway.store import Change
 from shared.db import Document

@@ -11,21 +11,15 @@ from aiohttp import web
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.api.common import (
-    IMAGE_UPLOAD_ERRORS,
-    caller,
-    form_data,
-    idempotency_key,
-    json_body,
-    my_application,
-)
-from services.gateway.api.registry import Api
+from services.gateway.api.common import caller, idempotency_key, my_application
 from services.gateway.applications import Action, IllegalTransition, transition
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, LIMITERS, REQUEST_ID, SCHOOLS, SETTINGS
-from services.gateway.errors import ApiError, json_response
+from services.gateway.http.bodies import form_data, json_body
+from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.registry import Api
+from services.gateway.http.uploads import IMAGE_UPLOAD_ERRORS, sniff_image
 from services.gateway.quota import Quota, QuotaExhausted, remaining, take_slot
 from services.gateway.store import Change
-from services.gateway.uploads import sniff_image
 from shared.blobs import BlobNotFound
 from shared.db import Document
 from shared.events import PhotoConfirmed, PhotoSubmitted, derived_id, make_event, new_id, utcnow

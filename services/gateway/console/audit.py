@@ -9,10 +9,10 @@ from aiohttp import web
 from pydantic import BaseModel
 from pymongo import IndexModel
 
-from services.gateway.api.registry import Api
 from services.gateway.console.operators import Operator, Role
 from services.gateway.context import REQUEST_ID
-from services.gateway.errors import ApiError, json_response
+from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.registry import Api
 from shared.db import Database, Document
 from shared.events import new_id, utcnow
 

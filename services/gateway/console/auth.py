@@ -17,12 +17,12 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo import IndexModel
 
-from services.gateway.api.common import json_body
-from services.gateway.api.registry import Api
 from services.gateway.config import GatewaySettings
 from services.gateway.console.operators import Operator, Operators, Role
-from services.gateway.errors import ApiError, json_response
-from services.gateway.ratelimit import RateLimiter
+from services.gateway.http.bodies import json_body
+from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.limits import RateLimiter
+from services.gateway.http.registry import Api
 from shared.db import Database
 from shared.events import utcnow
 

@@ -8,11 +8,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from services.gateway.api.registry import Api
 from services.gateway.console.auth import CONSOLE, operator
 from services.gateway.console.operators import Operator
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE
-from services.gateway.errors import ApiError
+from services.gateway.http.errors import ApiError
+from services.gateway.http.registry import Api
 from shared.blobs import BlobNotFound
 from shared.db import Document
 

@@ -26,14 +26,14 @@ from aiohttp import web
 from pydantic import BaseModel
 from yarl import URL
 
-from services.gateway.api.registry import Api
 from services.gateway.config import GatewaySettings
 from services.gateway.console.auth import operator
 from services.gateway.console.cases import PREFIX
 from services.gateway.console.operators import Operator
 from services.gateway.context import DATABASE, RELAY
-from services.gateway.errors import json_response
 from services.gateway.funnel import count_by_school_and_state
+from services.gateway.http.errors import json_response
+from services.gateway.http.registry import Api
 from shared.db import Database
 from shared.events import utcnow
 from shared.logging import get_logger

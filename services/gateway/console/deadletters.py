@@ -16,11 +16,11 @@ from aio_pika.exceptions import DeliveryError
 from aiohttp import web
 from pydantic import BaseModel
 
-from services.gateway.api.registry import Api
 from services.gateway.console.auth import CONSOLE, operator
 from services.gateway.console.cases import PREFIX
 from services.gateway.console.operators import Role
-from services.gateway.errors import ApiError, json_response
+from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.registry import Api
 from shared.bus import copy_message
 from shared.topology import CONSUMERS, dead_queue
 

@@ -14,15 +14,15 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from services.gateway.api.common import json_body
-from services.gateway.api.registry import Api
 from services.gateway.console import exports
 from services.gateway.console.auth import CONSOLE, operator
 from services.gateway.console.batches import Batches
 from services.gateway.console.cases import PREFIX
 from services.gateway.console.operators import Operator, Role
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, SCHOOLS
-from services.gateway.errors import ApiError, json_response
+from services.gateway.http.bodies import json_body
+from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.registry import Api
 from services.gateway.schools import SchoolConfig
 from shared.db import Document
 from shared.logging import mask_name

@@ -8,14 +8,14 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.api.common import json_body
-from services.gateway.api.registry import Api
 from services.gateway.console.auth import CONSOLE, operator
 from services.gateway.console.cases import PREFIX
 from services.gateway.console.operators import Role
 from services.gateway.context import BLOBS, DATABASE, FIELD_CIPHER, SESSIONS
 from services.gateway.erasure import ErasureRefused, erase_application, erasure_ref
-from services.gateway.errors import ApiError, json_response
+from services.gateway.http.bodies import json_body
+from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.registry import Api
 
 api = Api()
 

@@ -10,14 +10,14 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.api.common import json_body
-from services.gateway.api.registry import Api
 from services.gateway.applications import Action, IllegalTransition, State, transition
 from services.gateway.console.auth import CONSOLE, operator
 from services.gateway.console.cases import PREFIX, PhotoView, photo_view, scoped_application
 from services.gateway.console.operators import Role
 from services.gateway.context import APPLICATIONS
-from services.gateway.errors import ApiError, json_response
+from services.gateway.http.bodies import json_body
+from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.registry import Api
 from services.gateway.store import Change
 from shared.db import Document
 from shared.events import utcnow

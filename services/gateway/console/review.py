@@ -13,14 +13,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo import IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from services.gateway.api.common import json_body
-from services.gateway.api.registry import Api
 from services.gateway.applications import Action, IllegalTransition, State, transition
 from services.gateway.console.auth import CONSOLE, operator
 from services.gateway.console.cases import PREFIX, CaseView, case_view, scoped_application
 from services.gateway.console.operators import Operator, Role
 from services.gateway.context import APPLICATIONS, DATABASE, REQUEST_ID, SCHOOLS
-from services.gateway.errors import ApiError, json_response
+from services.gateway.http.bodies import json_body
+from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.registry import Api
 from services.gateway.messages import FAILURE_MESSAGES, REVIEW_REASONS
 from services.gateway.store import Change
 from shared.db import Document

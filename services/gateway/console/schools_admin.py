@@ -15,13 +15,13 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ValidationError
 
-from services.gateway.api.common import json_object, validation_error
-from services.gateway.api.registry import Api
 from services.gateway.console.auth import CONSOLE, operator
 from services.gateway.console.cases import PREFIX
 from services.gateway.console.operators import Operator, Role
 from services.gateway.context import BLOBS, DATABASE, SCHOOLS
-from services.gateway.errors import MALFORMED_BODY, ApiError, json_response
+from services.gateway.http.bodies import json_object, validation_error
+from services.gateway.http.errors import MALFORMED_BODY, ApiError, json_response
+from services.gateway.http.registry import Api
 from services.gateway.roster import RosterError, import_roster, read_photos, read_rows
 from services.gateway.schools import SchoolConfig
 

@@ -11,13 +11,13 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.api.common import json_body
-from services.gateway.api.registry import Api
 from services.gateway.console.auth import CONSOLE, operator
 from services.gateway.console.cases import PREFIX, scoped_application
 from services.gateway.console.operators import Role
 from services.gateway.context import APPLICATIONS, DATABASE, PAY, USERS
-from services.gateway.errors import ApiError, json_response
+from services.gateway.http.bodies import json_body
+from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.registry import Api
 from services.gateway.payments import refund
 from services.gateway.store import Change
 from shared.db import Document

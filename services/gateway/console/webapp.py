@@ -12,7 +12,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from services.gateway.errors import ApiError
+from services.gateway.http.errors import ApiError
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 CONTENT_TYPES = {

@@ -8,7 +8,6 @@ from typing import Any
 from aiohttp import web
 from pymongo import IndexModel
 
-from services.gateway.api.registry import Api
 from services.gateway.config import GatewaySettings
 from services.gateway.console import (
     audit,
@@ -29,8 +28,9 @@ from services.gateway.console.audit import AuditLog
 from services.gateway.console.auth import CONSOLE, Console, ConsoleSessions
 from services.gateway.console.operators import Operators
 from services.gateway.console.webapp import install_web
-from services.gateway.errors import json_response
-from services.gateway.ratelimit import RateLimiter
+from services.gateway.http.errors import json_response
+from services.gateway.http.limits import RateLimiter
+from services.gateway.http.registry import Api
 from shared.db import Database
 
 CONSOLE_API = Api()

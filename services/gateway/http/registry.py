@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from services.gateway.http.statuses import STATUS_OF
 from services.gateway.messages import ERROR_MESSAGES
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -145,15 +146,15 @@ class Api:
                 operation["responses"][str(status)] = operation["responses"][str(e.status)]
             codes = set(e.errors) | {"internal_error", "invalid_request"}
             if e.body is not None or e.multipart is not None:
-                # Every body is read within a size limit and a declared content type (api/common.py).
+                # Every body is read within a size limit and a declared content type (http/bodies.py).
                 codes |= {"unsupported_media_type", "payload_too_large"}
             if e.body is not None:
                 codes.add("invalid_json")
             if e.auth:
                 operation["security"] = [{"session": []}]
                 codes.add("unauthenticated")
-            for status in sorted({_STATUS_OF.get(c, 400) for c in codes}):
-                described = sorted(c for c in codes if _STATUS_OF.get(c, 400) == status)
+            for status in sorted({STATUS_OF.get(c, 400) for c in codes}):
+                described = sorted(c for c in codes if STATUS_OF.get(c, 400) == status)
                 schema = e.error_schema or {"$ref": "#/components/schemas/Error"}
                 operation["responses"][str(status)] = {
                     "description": ", ".join(described),
@@ -192,43 +193,4 @@ _ERROR_SCHEMA = {
         "request_id": {"type": ["string", "null"]},
         "details": {"type": "object"},
     },
-}
-
-_STATUS_OF: dict[str, int] = {
-    "unauthenticated": 401,
-    "console_unauthenticated": 401,
-    "invalid_credentials": 401,
-    "csrf_failed": 403,
-    "review_lease_held": 409,
-    "no_paid_order": 409,
-    "photo_not_rejected": 409,
-    "photo_not_placeable": 409,
-    "nothing_to_deliver": 409,
-    "batch_open": 409,
-    "delivery_photo_invalid": 409,
-    "delivery_not_printed": 409,
-    "photo_purged": 410,
-    "application_in_flight": 409,
-    "refund_failed": 502,
-    "import_too_large": 413,
-    "unknown_consumer": 404,
-    "dead_letter_not_found": 404,
-    "forbidden": 403,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "illegal_transition": 409,
-    "application_locked": 409,
-    "idempotency_conflict": 409,
-    "account_bound_to_other_student": 409,
-    "student_bound_elsewhere": 409,
-    "no_application": 409,
-    "quota_exhausted": 429,
-    "rate_limited": 429,
-    "payload_too_large": 413,
-    "image_too_large": 413,
-    "unsupported_media_type": 415,
-    "not_an_image": 415,
-    "wechat_unavailable": 502,
-    "service_unavailable": 503,
-    "internal_error": 500,
 }

@@ -1,10 +1,9 @@
-"""Errors as values a client can act on: a stable code, a Chinese message, never a bare 500."""
+"""The middlewares every gateway request passes: a request id and an access log line, then errors
+(ApiError, the domain's DomainError, aiohttp's own) turned into the JSON error body
+`{code, message, request_id, details?}`, with the status from `statuses.STATUS_OF`."""
 
 from __future__ import annotations
 
-import functools
-import json
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,6 +15,9 @@ from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import Counter, Histogram
 
 from services.gateway.context import REQUEST_ID
+from services.gateway.domain.errors import DomainError
+from services.gateway.http.errors import MALFORMED_BODY, ApiError, json_response
+from services.gateway.http.statuses import HTTP_CODES, STATUS_OF
 from services.gateway.messages import ERROR_MESSAGES
 from services.gateway.store import ConcurrentUpdate
 from shared.logging import get_logger
@@ -34,53 +36,7 @@ ERRORS = Counter("http_errors_total", "HTTP error responses by code", ["code"])
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-_dumps = functools.partial(json.dumps, ensure_ascii=False)
-
-#: The `fields` entry of a 400 for a body that could not be parsed at all.
-MALFORMED_BODY = {"field": "body", "error": "malformed"}
-
-
-# A timestamp without an offset. Every time this system keeps is UTC, but the local database stand-in
-# (nx-27017) hands back datetimes written by updates as naive text; pydantic then renders them without an
-# offset, which is not RFC 3339 `date-time`. Answers mark them as UTC here, in one place.
-_NAIVE_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?")
-
-
-def _utc_marked(value: Any) -> Any:
-    if isinstance(value, str):
-        return value + "Z" if len(value) <= 26 and _NAIVE_TIMESTAMP.fullmatch(value) else value
-    if isinstance(value, dict):
-        return {k: _utc_marked(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_utc_marked(v) for v in value]
-    return value
-
-
-def json_response(body: Any, status: int = 200) -> web.Response:
-    """JSON with Chinese text as UTF-8, not \\u escapes (readable in the mini-program's debugger)."""
-    return web.json_response(_utc_marked(body), status=status, dumps=_dumps)
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str | None = None, **details: Any) -> None:
-        super().__init__(code)
-        self.status = status
-        self.code = code
-        self.message = message or ERROR_MESSAGES.get(code, ERROR_MESSAGES["internal_error"])
-        self.details = details
-
-
-_HTTP_CODES = {
-    400: "invalid_request",
-    404: "not_found",
-    405: "method_not_allowed",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    503: "service_unavailable",
-}
-
-
-def _error_response(
+def error_response(
     request: web.Request, status: int, code: str, message: str, **details: Any
 ) -> web.Response:
     ERRORS.labels(code).inc()
@@ -121,23 +77,27 @@ async def error_handling(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except ApiError as exc:
-        return _error_response(request, exc.status, exc.code, exc.message, **exc.details)
+        return error_response(request, exc.status, exc.code, exc.message, **exc.details)
+    except DomainError as exc:
+        # A decision refused: its status from the one table, its message by the same code.
+        message = ERROR_MESSAGES.get(exc.code, ERROR_MESSAGES["internal_error"])
+        return error_response(request, STATUS_OF.get(exc.code, 400), exc.code, message, **exc.details)
     except ConcurrentUpdate:
-        return _error_response(request, 409, "busy", ERROR_MESSAGES["busy"])
+        return error_response(request, 409, "busy", ERROR_MESSAGES["busy"])
     except HttpProcessingError:
         # A body the parser cannot read (a multipart part with a broken header, ...): the caller's fault.
-        return _error_response(
+        return error_response(
             request, 400, "invalid_request", ERROR_MESSAGES["invalid_request"], fields=[MALFORMED_BODY]
         )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        code = _HTTP_CODES.get(exc.status, "invalid_request" if exc.status < 500 else "internal_error")
-        return _error_response(request, exc.status, code, ERROR_MESSAGES.get(code, exc.reason))
+        code = HTTP_CODES.get(exc.status, "invalid_request" if exc.status < 500 else "internal_error")
+        return error_response(request, exc.status, code, ERROR_MESSAGES.get(code, exc.reason))
     except Exception as exc:
         if type(exc) is LookupError:
             # Applications.mutate: the document went between the handler's read and its write (erased by
             # an admin meanwhile). Exactly LookupError: a KeyError or IndexError is a bug and stays a 500.
-            return _error_response(request, 404, "not_found", ERROR_MESSAGES["not_found"])
+            return error_response(request, 404, "not_found", ERROR_MESSAGES["not_found"])
         log.exception("unhandled error", path=request.rel_url.path)
-        return _error_response(request, 500, "internal_error", ERROR_MESSAGES["internal_error"])
+        return error_response(request, 500, "internal_error", ERROR_MESSAGES["internal_error"])

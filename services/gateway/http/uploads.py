@@ -7,7 +7,17 @@ import warnings
 
 from PIL import Image
 
-from services.gateway.errors import ApiError
+from services.gateway.http.errors import ApiError
+
+# What every image-upload route can answer besides its own refusals.
+IMAGE_UPLOAD_ERRORS = (
+    "empty_file",
+    "not_an_image",
+    "image_too_large",
+    "payload_too_large",
+    "unsupported_media_type",
+    "rate_limited",
+)
 
 _MAGIC = {
     b"\xff\xd8\xff": "image/jpeg",
