@@ -14,7 +14,6 @@ never creates a second scan, order, photo or submission; anything else ends the 
 from __future__ import annotations
 
 import asyncio
-import base64
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,14 +21,12 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 import aiohttp
-import cv2
-import numpy as np
-import segno
 
 from deploy.local import run as local
 from deploy.local.faces import admission_photo, student_photo
-from services.codec.cipher import AesGcmCipher
-from services.codec.payload import ChsiRecord, encode_record
+from sandbox.wechat.chsi import mint_record
+from services.codec.cipher import cipher_from_config
+from services.codec.payload import ChsiRecord
 
 SCHOOL = "10487"
 SURNAMES = "赵钱孙李周吴郑王冯陈褚卫蒋沈韩杨朱秦尤许何吕施张孔曹严华金魏陶姜"
@@ -91,17 +88,10 @@ class Person:
 
 
 def code_png(record: ChsiRecord, scale: int = 6, border: int = 4) -> bytes:
-    """The student's collection code as a clean PNG. The mask is fixed (any of the 8 decodes the same)
-    and the matrix drawn with OpenCV: segno choosing the mask and writing the PNG takes 100 ms a code,
-    which for a roster of hundreds would be minutes before the run."""
-    key = base64.b64decode((local.VAR / "codec-cipher.key").read_text())
-    qr = segno.make(encode_record(record, AesGcmCipher(key)), error="m", mask=len(record.student_number) % 8)
-    matrix = np.array(qr.matrix, np.uint8)
-    image = np.pad(np.where(matrix > 0, 0, 255).astype(np.uint8), border, constant_values=255)
-    ok, data = cv2.imencode(".png", np.kron(image, np.ones((scale, scale), np.uint8)))
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return data.tobytes()
+    """The student's collection code as a clean PNG, minted by the CHSI stand-in (sandbox/wechat/chsi.py)
+    with the development key; called directly, not over HTTP, so a roster of hundreds is made before the run."""
+    key = (local.VAR / "codec-cipher.key").read_text()
+    return mint_record(record, cipher_from_config("aes-256-gcm", key), scale=scale, border=border).png
 
 
 @dataclass

@@ -1,17 +1,16 @@
 """`make demo`: one made-up student through the whole journey, over HTTP, against `make run`.
 
 Imports the student into the demo school's roster (with an admission photo made from a face that a
-package ships: deploy/local/faces.py), makes their CHSI collection code with the development key,
-then logs in through the WeChat sandbox, submits the code, confirms, pays (the sandbox plays the
-student's WeChat Pay), uploads a photo, submits it and polls the status, printing each step. Steps
-whose service has not been built yet are reported as such, not faked.
+package ships: deploy/local/faces.py), has the sandbox's CHSI stand-in mint their collection code
+(`POST /sandbox/chsi/codes`, encrypted with the development key), then logs in through the WeChat
+sandbox, submits the code, confirms, pays (the sandbox plays the student's WeChat Pay), uploads a photo,
+submits it and polls the status, printing each step. Steps whose service has not been built yet are reported as such, not faked.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import io
 import json
 import os
 import secrets
@@ -21,14 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import segno
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from deploy.local.faces import admission_photo, student_photo  # noqa: E402
-from services.codec.cipher import AesGcmCipher  # noqa: E402
-from services.codec.payload import ChsiRecord, encode_record  # noqa: E402
 from services.gateway.roster import import_roster  # noqa: E402
 from shared.blobs import BlobStore  # noqa: E402
 from shared.config import Settings  # noqa: E402
@@ -47,11 +43,13 @@ def step(title: str, detail: Any = "") -> None:
     print(f"\n== {title}\n   {text[:600]}", flush=True)
 
 
-def code_png(record: ChsiRecord) -> bytes:
-    key = base64.b64decode((ROOT / "var" / "codec-cipher.key").read_text())
-    out = io.BytesIO()
-    segno.make(encode_record(record, AesGcmCipher(key)), error="m").save(out, kind="png", scale=6, border=4)
-    return out.getvalue()
+async def code_png(http: aiohttp.ClientSession, student: dict[str, str]) -> bytes:
+    """The student's 图像采集码 as CHSI would issue it: the sandbox's CHSI stand-in (sandbox/wechat/chsi.py)."""
+    async with http.post(f"{SANDBOX}/sandbox/chsi/codes", json=student) as resp:
+        answer = await resp.json(content_type=None)
+        if resp.status != 201:
+            raise SystemExit(f"minting the collection code failed: {resp.status} {answer}")
+    return base64.b64decode(answer["png_base64"])
 
 
 async def seed_roster() -> None:
@@ -91,18 +89,17 @@ async def wait_state(http: aiohttp.ClientSession, states: set[str], timeout: flo
 
 async def main() -> int:
     await seed_roster()
-    record = ChsiRecord(
-        chsi_id="demo-0001",
-        name="赵小明",
-        student_number=NUMBER,
-        id_masked="**************2(3)",
-        school_code=SCHOOL,
-        school_name="示范大学",
-        education_category="普通本专科",
-        level="专科",
-        department="临床医学院",
-        class_name="2021级口腔医学16班",
-    )
+    record = {
+        "name": "赵小明",
+        "student_number": NUMBER,
+        "id_last4": "2(3)",
+        "school_code": SCHOOL,
+        "school_name": "示范大学",
+        "education_category": "普通本专科",
+        "level": "专科",
+        "department": "临床医学院",
+        "class_name": "2021级口腔医学16班",
+    }
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{SANDBOX}/sandbox/login-codes", json={"openid": OPENID}) as resp:
             login_code = (await resp.json())["code"]
@@ -122,7 +119,7 @@ async def main() -> int:
             "agreed": "true",
         }.items():
             form.add_field(k, v)
-        form.add_field("image", code_png(record), filename="code.png", content_type="image/png")
+        form.add_field("image", await code_png(http, record), filename="code.png", content_type="image/png")
         scan = await call(http, "POST", "/api/v1/codes", data=form)
         result = await call(http, "GET", f"/api/v1/codes/{scan['scan_id']}?wait=20")
         step("4-5 collection code", {k: result.get(k) for k in ("status", "student", "reason", "message")})

@@ -11,6 +11,7 @@ import signal
 import sys
 
 from sandbox.wechat.app import start_sandbox
+from sandbox.wechat.chsi import cipher_from_settings
 from sandbox.wechat.config import SandboxConfig, SandboxSettings
 from shared.logging import configure_logging, get_logger
 from shared.wechat.keys import load_or_create_keyset
@@ -30,6 +31,7 @@ async def main() -> int:
         token_ttl_s=settings.sandbox_token_ttl_s,
         notify_retry_delays_s=settings.retry_delays(),
         notify_timeout_s=settings.sandbox_notify_timeout_s,
+        chsi_cipher=cipher_from_settings(settings.codec_cipher_key, settings.codec_cipher_algorithm),
     )
     server = await start_sandbox(config, settings.sandbox_host, settings.sandbox_port)
     log.info("wechat_sandbox_listening", url=server.url, keys=str(settings.sandbox_keys), appid=keyset.appid)

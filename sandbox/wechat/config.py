@@ -8,6 +8,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.codec.cipher import CodeCipher
 from shared.wechat.keys import WeChatKeySet
 
 # WeChat Pay's own retry schedule starts 15 s, 15 s, 30 s, 3 min, 10 min, 20 min, 30 min, ...
@@ -27,6 +28,9 @@ class SandboxConfig:
     auth_max_skew_s: float = 300.0
     # wx.login and getPhoneNumber codes are valid 5 minutes, once.
     code_ttl_s: float = 300.0
+    # The CHSI stand-in (sandbox/wechat/chsi.py): the development key it encrypts collection codes with;
+    # without one, POST /sandbox/chsi/codes answers 409.
+    chsi_cipher: CodeCipher | None = None
 
 
 class SandboxSettings(BaseSettings):
@@ -41,6 +45,9 @@ class SandboxSettings(BaseSettings):
     # Comma-separated seconds, e.g. "0.1,0.2,0.5".
     sandbox_notify_retry_delays_s: str = ",".join(f"{d:g}" for d in REAL_NOTIFY_RETRY_DELAYS_S)
     sandbox_notify_timeout_s: float = Field(default=5.0, gt=0)
+    # The CHSI stand-in uses the codec's own development key (make run passes it to every child).
+    codec_cipher_key: str | None = None
+    codec_cipher_algorithm: str = "aes-256-gcm"
     log_level: str = "INFO"
     log_format: str | None = None
 

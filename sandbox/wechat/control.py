@@ -14,7 +14,9 @@ from dataclasses import asdict
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
+from sandbox.wechat.chsi import CodeRequest, mint
 from sandbox.wechat.notifier import Notifier
 from sandbox.wechat.pay import PayApi, PayError
 from sandbox.wechat.state import FAULT_APIS, Fault, OneTimeCode, PayFault, SandboxState, new_openid
@@ -64,6 +66,7 @@ class ControlApi:
         return [
             web.post("/sandbox/login-codes", h(self.login_code)),
             web.post("/sandbox/phone-codes", h(self.phone_code)),
+            web.post("/sandbox/chsi/codes", h(self.chsi_code)),
             web.post("/sandbox/pay/{out_trade_no}", h(self.pay)),
             web.get("/sandbox/orders", h(self.orders)),
             web.get("/sandbox/orders/{out_trade_no}", h(self.order)),
@@ -116,6 +119,18 @@ class ControlApi:
         if unionid:
             answer["unionid"] = unionid
         return 201, answer
+
+    async def chsi_code(self, request: web.Request) -> tuple[int, dict[str, Any]]:
+        """The CHSI stand-in: a roster student's collection code, QR text and PNG (sandbox/wechat/chsi.py)."""
+        cipher = self.state.config.chsi_cipher
+        if cipher is None:
+            return 409, {"error": "no CHSI key configured (CODEC_CIPHER_KEY)"}
+        try:
+            wanted = CodeRequest.model_validate(await _body(request))
+        except ValidationError as exc:
+            fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
+            raise ControlError(f"invalid student: {fields}") from None
+        return 201, mint(wanted, cipher).answer()
 
     async def phone_code(self, request: web.Request) -> tuple[int, dict[str, Any]]:
         """A `getPhoneNumber` button code for `phone` (digits, without the country code)."""
