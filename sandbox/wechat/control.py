@@ -20,6 +20,7 @@ from sandbox.wechat.chsi import CodeRequest, mint
 from sandbox.wechat.notifier import Notifier
 from sandbox.wechat.pay import PayApi, PayError
 from sandbox.wechat.state import FAULT_APIS, Fault, OneTimeCode, PayFault, SandboxState, new_openid
+from shared.wechat.crypto import load_public_key, rsa_verify
 
 _PHONE_RE = re.compile(r"^\d{5,15}$")
 _REFUND_RESULTS = {"SUCCESS", "ABNORMAL", "CLOSED"}
@@ -68,6 +69,7 @@ class ControlApi:
             web.post("/sandbox/phone-codes", h(self.phone_code)),
             web.post("/sandbox/chsi/codes", h(self.chsi_code)),
             web.post("/sandbox/pay/{out_trade_no}", h(self.pay)),
+            web.post("/sandbox/request-payment", h(self.request_payment)),
             web.get("/sandbox/orders", h(self.orders)),
             web.get("/sandbox/orders/{out_trade_no}", h(self.order)),
             web.get("/sandbox/refunds", h(self.refunds)),
@@ -164,6 +166,30 @@ class ControlApi:
         }
 
     # --- inspection ----------------------------------------------------------------------------
+
+    async def request_payment(self, request: web.Request) -> tuple[int, dict[str, Any]]:
+        """What the WeChat client does on `wx.requestPayment(params)`: check paySign (SHA256withRSA by the
+        merchant key over `appId\ntimeStamp\nnonceStr\npackage\n`), find the order by its prepay_id, and
+        pay it as `openid` (the paying user) unless `cancel` (the user closed the cashier: nothing paid)."""
+        body = await _body(request)
+        params = {k: body.get(k) for k in ("timeStamp", "nonceStr", "package", "signType", "paySign")}
+        if not all(isinstance(v, str) and v for v in params.values()) or params["signType"] != "RSA":
+            return 400, {"errMsg": "requestPayment:fail parameter error"}
+        keyset = self.state.config.keyset
+        message = f"{keyset.appid}\n{params['timeStamp']}\n{params['nonceStr']}\n{params['package']}\n"
+        if not rsa_verify(load_public_key(keyset.merchant_public_key), message, params["paySign"]):
+            return 400, {"errMsg": "requestPayment:fail sign error"}
+        prepay_id = params["package"].removeprefix("prepay_id=")
+        order = next((o for o in self.state.orders.values() if o.prepay_id == prepay_id), None)
+        if order is None:
+            return 404, {"errMsg": "requestPayment:fail prepay_id not found"}
+        if body.get("cancel"):
+            return 200, {"errMsg": "requestPayment:fail cancel", "out_trade_no": order.out_trade_no}
+        payer = body.get("openid")
+        if payer is not None and not isinstance(payer, str):
+            raise ControlError("openid must be a string")
+        self.pay_api.pay(order, payer)
+        return 200, {"errMsg": "requestPayment:ok", "out_trade_no": order.out_trade_no}
 
     async def orders(self, _request: web.Request) -> tuple[int, dict[str, Any]]:
         return 200, {"orders": [o.transaction() for o in self.state.orders.values()]}
