@@ -172,8 +172,9 @@ class ControlApi:
         merchant key over `appId\ntimeStamp\nnonceStr\npackage\n`), find the order by its prepay_id, and
         pay it as `openid` (the paying user) unless `cancel` (the user closed the cashier: nothing paid)."""
         body = await _body(request)
-        params = {k: body.get(k) for k in ("timeStamp", "nonceStr", "package", "signType", "paySign")}
-        if not all(isinstance(v, str) and v for v in params.values()) or params["signType"] != "RSA":
+        names = ("timeStamp", "nonceStr", "package", "signType", "paySign")
+        params = {k: v for k in names if isinstance(v := body.get(k), str) and v}
+        if len(params) != len(names) or params["signType"] != "RSA":
             return 400, {"errMsg": "requestPayment:fail parameter error"}
         keyset = self.state.config.keyset
         message = f"{keyset.appid}\n{params['timeStamp']}\n{params['nonceStr']}\n{params['package']}\n"
