@@ -6,11 +6,12 @@ STAMP := $(VENV)/.installed
 # Every pin of [tool.gradphoto.no-deps] in pyproject.toml, for `pip install --no-deps` (see $(STAMP)).
 NO_DEPS_PINS := import tomllib; t = tomllib.load(open("pyproject.toml", "rb")); print(" ".join(p for g in t["tool"]["gradphoto"]["no-deps"].values() for p in g))
 
-.PHONY: bench-console bench-notify bench-gateway demo run test lint fmt typecheck pytest bench-codec bench-imaging bench-matching install clean stop help
+.PHONY: deps-run deps-test bench-console bench-notify bench-gateway demo run test lint fmt typecheck pytest bench-codec bench-imaging bench-matching install clean stop help
 
 help:
 	@echo "make run          start the gateway, the workers, the embedded database (and RabbitMQ if needed)"
 	@echo "make test         lint, type-check and run the whole test suite (real RabbitMQ and nx-27017)"
+	@echo "                  (both first install the system packages they need: deploy/local/system-deps.sh)"
 	@echo "make demo         drive one made-up student through the journey against 'make run'"
 	@echo "make load         simulated students through the whole journey (STUDENTS= RATE= DURATION= KNEE= FAULTS=1) -> bench/RESULTS.md"
 	@echo "make bench-codec  decode-rate and latency benchmark of the codec cascade -> bench/RESULTS.md"
@@ -37,14 +38,23 @@ install: $(STAMP)
 # The mini-program's Node tools (jest, miniprogram-simulate, eslint), exactly as miniprogram/package-lock.json pins them.
 NODE_STAMP := miniprogram/node_modules/.installed
 $(NODE_STAMP): miniprogram/package.json miniprogram/package-lock.json
-	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq nodejs npm >/dev/null; } || { echo "install Node.js: sudo apt-get install -y nodejs npm"; exit 1; }
+	@command -v npm >/dev/null || bash deploy/local/system-deps.sh run
 	cd miniprogram && npm ci --no-audit --no-fund --loglevel=error
 	@touch $(NODE_STAMP)
 
-run: $(STAMP) $(NODE_STAMP)
+# The system packages and services (libzbar0, the CJK font, RabbitMQ with its management plugin; for the
+# tests also chromium and Node.js): installed as root on Debian/Ubuntu, otherwise the exact command is
+# printed and make stops here, before building the virtualenv or collecting any test.
+deps-run:
+	@bash deploy/local/system-deps.sh run
+
+deps-test:
+	@bash deploy/local/system-deps.sh test
+
+run: deps-run $(STAMP) $(NODE_STAMP)
 	$(BIN)/python deploy/local/run.py
 
-test: lint typecheck pytest
+test: deps-test lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -53,7 +63,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) $(NODE_STAMP)
+pytest: deps-test $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench-gateway: $(STAMP)
@@ -83,8 +93,10 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# SIGTERM to make run's supervisor and each process it started: the services drain and exit 0, which the
+# supervisor does not restart (LOCAL_VAR_DIR: a run whose state is elsewhere).
 stop:
-	@for f in var/run/*.pid; do [ -f "$$f" ] && kill "$$(cat $$f)" 2>/dev/null; rm -f "$$f"; done; true
+	@for f in $${LOCAL_VAR_DIR:-var}/run/*.pid; do [ -f "$$f" ] && kill "$$(cat $$f)" 2>/dev/null; rm -f "$$f"; done; true
 
 clean: stop
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

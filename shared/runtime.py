@@ -2,7 +2,8 @@
 
 `/healthz` answers while the process is alive; `/readyz` only while the database answers and the
 bus is connected (and, for a consumer, consuming); `/metrics` is Prometheus text. SIGTERM stops
-consumption, lets in-flight messages finish (up to `DRAIN_TIMEOUT_S`), then closes everything.
+consumption, lets in-flight messages finish (up to `DRAIN_TIMEOUT_S`), then closes everything; a
+SIGTERM during the start-up retries (database or broker still away) ends the process at once, exit 0.
 """
 
 from __future__ import annotations
@@ -27,6 +28,17 @@ from shared.logging import configure_logging, get_logger
 log = get_logger(__name__)
 
 READY = Gauge("service_ready", "1 while the service reports ready", ["service"])
+
+
+class StartupAborted(SystemExit):
+    """A stop was requested while start-up was still retrying: nothing was started, nothing to drain.
+
+    A SystemExit with code 0, so the process ends cleanly out of `async with runtime:` and
+    `asyncio.run` (a supervisor such as `make run` or Kubernetes sees a deliberate stop, not a crash).
+    """
+
+    def __init__(self) -> None:
+        super().__init__(0)
 
 
 class Runtime:
@@ -65,6 +77,31 @@ class Runtime:
         await self.shutdown()
 
     async def start(self) -> None:
+        """Connect to the database and the broker, retrying for up to `startup_timeout_s`, then listen.
+
+        Raises StartupAborted (after closing what was opened) if a stop is requested meanwhile.
+        """
+        connecting = asyncio.create_task(self._connect())
+        stopping = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not connecting.done():
+            connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await connecting
+            log.info("stop requested during start-up; exiting")
+            with contextlib.suppress(Exception):
+                await self.bus.close()
+            await self.database.close()
+            raise StartupAborted
+        connecting.result()
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
+        await site.start()
+        log.info("http listening", host=self.settings.http_host, port=self.http_port)
+
+    async def _connect(self) -> None:
         async for attempt in AsyncRetrying(
             stop=stop_after_delay(self._startup_timeout_s),
             wait=wait_exponential(multiplier=0.5, max=5),
@@ -77,11 +114,6 @@ class Runtime:
                 await self.database.ensure_indexes(*self._indexes)
                 if not self.bus.connected:
                     await self.bus.connect()
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
-        await site.start()
-        log.info("http listening", host=self.settings.http_host, port=self.http_port)
 
     @property
     def http_port(self) -> int:

@@ -1,10 +1,16 @@
 """`make run`: start the whole system on this machine and stop it cleanly on Ctrl-C.
 
-Starts the embedded MongoDB-wire server (nx-27017, data under var/) unless MONGO_URL is set, makes sure
-RabbitMQ and libzbar are there (installing them with apt on a Debian/Ubuntu machine when run as root,
-otherwise printing the command to run), then the gateway and every worker that exists, and prints the
-URLs. Leftovers of a crashed run (recorded in var/run/*.pid) are stopped first, so a second run after
-a crash starts cleanly.
+Makes sure the system packages and RabbitMQ are there (deploy/local/system-deps.sh: installed with apt
+on a Debian/Ubuntu machine when run as root, otherwise it prints the command to run), starts the
+embedded MongoDB-wire server (nx-27017, data under var/) unless MONGO_URL is set, then the gateway and
+every worker that exists, and prints the URLs. Leftovers of a crashed run (recorded in var/run/*.pid)
+are stopped first, so a second run after a crash starts cleanly.
+
+Supervision: a service that crashes is restarted (five times at most); one that exits cleanly (exit 0:
+`make stop`, or a SIGTERM from elsewhere) is not, and when every service has exited cleanly the rest
+(sandbox, database) is stopped too. Ctrl-C (or SIGTERM to this process) works at any moment, start-up
+included: the services get SIGTERM together, have `DRAIN_TIMEOUT_S` (30 s) to finish, and whatever is
+left after that is killed.
 """
 
 from __future__ import annotations
@@ -12,27 +18,30 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import ctypes.util
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 from urllib.parse import urlparse
 
 ROOT = Path(__file__).resolve().parents[2]
-VAR = ROOT / "var"
+# LOCAL_VAR_DIR moves the run's state (pid files, data, development keys) elsewhere, e.g. for a test.
+VAR = Path(os.environ.get("LOCAL_VAR_DIR") or ROOT / "var")
 RUN = VAR / "run"
 PY = sys.executable
+SYSTEM_DEPS = ROOT / "deploy" / "local" / "system-deps.sh"
 
 # Gateway first; then each worker whose package can be run (has a __main__.py).
+T = TypeVar("T")
+
 PORTS = {"gateway": 8080, "codec": 8181, "imaging": 8182, "matching": 8183, "notify": 8184}
 
 
@@ -53,6 +62,8 @@ def kill_leftovers(run_dir: Path = RUN) -> None:
     for pid_file in sorted(run_dir.glob("*.pid"), key=lambda p: p.stem == "mongo"):
         try:
             pid = int(pid_file.read_text().strip())
+            if pid == os.getpid():
+                continue  # our own supervisor.pid (a failed start cleaning up after itself)
             os.kill(pid, signal.SIGTERM)
             say(f"stopped leftover {pid_file.stem} (pid {pid}) from an earlier run")
             for _ in range(50):
@@ -64,77 +75,31 @@ def kill_leftovers(run_dir: Path = RUN) -> None:
         pid_file.unlink(missing_ok=True)
 
 
-def can_install() -> bool:
-    return os.geteuid() == 0 and shutil.which("apt-get") is not None
-
-
-def apt_install(*packages: str) -> None:
-    say(f"installing {' '.join(packages)} with apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env)
-    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env)
+def ensure_system_deps(*, broker: bool = True) -> None:
+    """deploy/local/system-deps.sh, the one script `make run`, `make test` and CI use: libzbar0, the CJK
+    font and (with `broker`) RabbitMQ running with its management plugin, installed and started as
+    root on Debian/Ubuntu; otherwise it prints the exact command and we stop."""
+    env = {**os.environ} if broker else {**os.environ, "SYSTEM_DEPS_BROKER": "0"}
+    if subprocess.run(["bash", str(SYSTEM_DEPS), "run"], env=env, check=False).returncode != 0:
+        sys.exit(1)
 
 
 def ensure_zbar() -> None:
-    if ctypes.util.find_library("zbar"):
-        return
-    if can_install():
-        apt_install("libzbar0")
-        return
-    sys.exit("[run] libzbar0 is missing (the codec needs it). Run: sudo apt-get install -y libzbar0")
+    """The packages without the broker (for a caller that starts its own broker, such as make load)."""
+    ensure_system_deps(broker=False)
 
 
 def ensure_rabbitmq(amqp_url: str) -> None:
+    """The broker must answer: a local one was started by system-deps.sh, another one is the user's."""
     parsed = urlparse(amqp_url)
     host, port = parsed.hostname or "127.0.0.1", parsed.port or 5672
-    if port_open(host, port):
-        return
-    if host not in ("127.0.0.1", "localhost"):
-        sys.exit(f"[run] RabbitMQ at {host}:{port} is not reachable (AMQP_URL); start it and run again.")
-    if shutil.which("rabbitmq-server") is None:
-        if not can_install():
-            sys.exit(
-                "[run] RabbitMQ is not installed. Run: sudo apt-get install -y rabbitmq-server "
-                "&& sudo rabbitmq-server -detached"
-            )
-        apt_install("rabbitmq-server")
     if not port_open(host, port):
-        say("starting rabbitmq-server")
-        subprocess.run(["rabbitmq-server", "-detached"], check=False)
-    deadline = time.monotonic() + 90
-    while not port_open(host, port):
-        if time.monotonic() > deadline:
-            sys.exit("[run] RabbitMQ did not come up within 90 s; see /var/log/rabbitmq/")
-        time.sleep(0.5)
-    say(f"RabbitMQ is up on {host}:{port}")
+        sys.exit(f"[run] RabbitMQ at {host}:{port} is not reachable (AMQP_URL); start it and run again.")
 
 
-def ensure_management_plugin(amqp_url: str) -> None:
-    """The console dashboard's queue figures come from RabbitMQ's management API (docs/console.md)."""
-    host = urlparse(amqp_url).hostname or "127.0.0.1"
-    if host not in ("127.0.0.1", "localhost"):
-        return  # a broker elsewhere is configured by whoever runs it (RABBITMQ_MANAGEMENT_URL)
-    plugins = shutil.which("rabbitmq-plugins")
-    if plugins is None:
-        say(
-            "rabbitmq-plugins not found: the console dashboard shows no queue figures until the "
-            "management plugin is enabled (rabbitmq-plugins enable rabbitmq_management)"
-        )
-        return
-    enabled = subprocess.run(
-        [plugins, "-q", "is_enabled", "rabbitmq_management"], capture_output=True, timeout=60, check=False
-    )
-    if enabled.returncode == 0:
-        return
-    say("enabling the RabbitMQ management plugin (the console dashboard's queue figures)")
-    done = subprocess.run(
-        [plugins, "enable", "rabbitmq_management"], capture_output=True, text=True, timeout=120, check=False
-    )
-    if done.returncode != 0:
-        say(
-            "could not enable rabbitmq_management (run as root: rabbitmq-plugins enable "
-            f"rabbitmq_management): {done.stderr.strip()[:200]}"
-        )
+def shown(path: Path) -> str:
+    """A path as the user would type it: relative to the repository when it is inside."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def dev_key(name: str, purpose: str) -> str:
@@ -143,7 +108,7 @@ def dev_key(name: str, purpose: str) -> str:
     if not path.exists():
         path.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
         path.chmod(0o600)
-        say(f"made a development {purpose} in {path.relative_to(ROOT)}")
+        say(f"made a development {purpose} in {shown(path)}")
     return path.read_text().strip()
 
 
@@ -179,6 +144,8 @@ class Child:
     quiet: bool = False
     restarts: int = 0
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # Set once the child exited cleanly (exit 0) or we stopped it: never restarted after that.
+    finished: bool = False
     # Where the pid file goes (`make load` keeps its own, apart from `make run`'s), and, when set, a
     # file that takes the child's output instead of this terminal.
     run_dir: Path = RUN
@@ -211,15 +178,47 @@ class Child:
             print(f"{self.name:<{width}}| {line.decode(errors='replace').rstrip()}", flush=True)
 
     async def stop(self, timeout: float) -> None:
-        if self.proc is None or self.proc.returncode is not None:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+        self.finished = True
+        if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.wait_for(self.proc.wait(), timeout)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), timeout)
+            except TimeoutError:
+                say(f"{self.name} did not stop within {timeout:.0f} s; killing it")
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+                await self.proc.wait()
         (self.run_dir / f"{self.name}.pid").unlink(missing_ok=True)
+
+
+def drain_timeout() -> float:
+    """The services' own drain time (DRAIN_TIMEOUT_S, docs/configuration.md): what a stop waits for."""
+    try:
+        return max(0.0, float(os.environ.get("DRAIN_TIMEOUT_S", "30")))
+    except ValueError:
+        return 30.0
+
+
+# After the drain time, a little for the process to close its connections and exit.
+EXIT_GRACE_S = 5.0
+
+
+async def until(stop: asyncio.Event, work: Awaitable[T]) -> T | None:
+    """`work`, unless `stop` is set first (then `work` is cancelled and None returned)."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
 
 
 async def wait_ready(name: str, port: int, timeout: float = 90.0) -> bool:
@@ -237,108 +236,155 @@ async def wait_ready(name: str, port: int, timeout: float = 90.0) -> bool:
     return False
 
 
-async def main() -> int:
-    VAR.mkdir(exist_ok=True)
+def wanted_services() -> list[str]:
+    """Every service that can be run (has a __main__.py), or those named in LOCAL_SERVICES (a comma list)."""
+    names = [n for n in PORTS if (ROOT / "services" / n / "__main__.py").exists()]
+    chosen = os.environ.get("LOCAL_SERVICES", "").strip()
+    if chosen:
+        names = [n for n in names if n in {c.strip() for c in chosen.split(",")}]
+    return names
+
+
+def prepare() -> dict[str, str]:
+    """Before anything starts: leftovers stopped, system packages and the broker there, keys made."""
+    VAR.mkdir(parents=True, exist_ok=True)
     kill_leftovers()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
     env.setdefault("ENVIRONMENT", "development")
     env.setdefault("HTTP_HOST", "127.0.0.1")  # a development run is not reachable from the network
     env.setdefault("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
-    ensure_zbar()
+    ensure_system_deps()
     ensure_rabbitmq(env["AMQP_URL"])
-    ensure_management_plugin(env["AMQP_URL"])
     env.setdefault("CODEC_CIPHER_KEY", dev_key("codec-cipher.key", "CHSI cipher key"))
     env.setdefault("GATEWAY_DATA_KEY", dev_key("gateway-data.key", "key for personal data at rest"))
+    (RUN / "supervisor.pid").write_text(str(os.getpid()))
+    return env
 
-    children: list[Child] = []
-    mongo: Child | None = None
-    if "MONGO_URL" not in env:
-        port = int(env.get("LOCAL_MONGO_PORT", "27017"))
-        if port_open("127.0.0.1", port):
-            return _fail(f"port {port} is taken; set MONGO_URL to use that server, or LOCAL_MONGO_PORT")
-        data = VAR / "mongo"
-        data.mkdir(parents=True, exist_ok=True)
-        exe = str(Path(PY).with_name("nx-27017"))
-        mongo = Child(
-            "mongo",
-            [
-                exe,
-                "--data-dir",
-                str(data),
-                "-p",
-                str(port),
-                "--log-file",
-                str(VAR / "mongo.log"),
-                "--pid-file",
-                str(VAR / "nx-27017.pid"),
-            ],
-            env,
-            quiet=True,
-        )
-        await mongo.start()
-        env["MONGO_URL"] = f"mongodb://127.0.0.1:{port}/?directConnection=true"
-        deadline = time.monotonic() + 30
-        while not port_open("127.0.0.1", port):
-            if time.monotonic() > deadline:
-                return _fail("nx-27017 did not start; see var/mongo.log")
-            await asyncio.sleep(0.2)
-        say(f"embedded MongoDB-wire server (nx-27017) on 127.0.0.1:{port}, data in var/mongo")
 
-    sandbox = wechat_sandbox(env)
-    if sandbox is not None:
-        await sandbox.start()
-        say(f"WeChat sandbox on {env['WECHAT_API_BASE']} (login, phone, subscribe messages, WeChat Pay v3)")
-    for name, port in PORTS.items():
-        if not (ROOT / "services" / name / "__main__.py").exists():
-            continue
-        child_env = {**env, "HTTP_PORT": env.get(f"{name.upper()}_HTTP_PORT", str(port))}
-        children.append(Child(name, [PY, "-m", f"services.{name}"], child_env))
-    for child in children:
-        await child.start()
-
-    ready = await asyncio.gather(*(wait_ready(c.name, int(c.env["HTTP_PORT"])) for c in children))
-    gateway_port = children[0].env["HTTP_PORT"]
-    say("" if all(ready) else "some services are not ready; their output is above")
-    say(f"gateway:   http://127.0.0.1:{gateway_port}/api/v1  (health /healthz, /readyz, /metrics)")
-    say(
-        f"console:   http://127.0.0.1:{gateway_port}/console/  (first operator: .venv/bin/python -m "
-        "services.gateway.console.cli create-operator --email EMAIL --role admin)"
-    )
-    for child in children[1:]:
-        say(f"{child.name + ':':<10} http://127.0.0.1:{child.env['HTTP_PORT']}/readyz  /metrics")
-    say("RabbitMQ:  " + env["AMQP_URL"].replace("guest:guest@", "") + "   MongoDB: " + env["MONGO_URL"])
-    say("press Ctrl-C to stop everything")
-
+async def main(env: dict[str, str]) -> int:
+    # Ctrl-C and SIGTERM are ours from here on: every wait below gives way to them.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    watcher = asyncio.create_task(_supervise(children, stop))
-    await stop.wait()
-    watcher.cancel()
-    say("stopping: services drain their in-flight messages first")
-    await asyncio.gather(*(c.stop(timeout=35) for c in reversed(children)))
-    if sandbox is not None:
-        await sandbox.stop(timeout=5)
-    if mongo is not None:
-        await mongo.stop(timeout=10)
-    say("stopped")
+
+    children: list[Child] = []
+    others: list[Child] = []  # the database and the sandbox: stopped after the services
+    try:
+        if "MONGO_URL" not in env:
+            port = int(env.get("LOCAL_MONGO_PORT", "27017"))
+            if port_open("127.0.0.1", port):
+                return _fail(f"port {port} is taken; set MONGO_URL to use that server, or LOCAL_MONGO_PORT")
+            mongo = mongo_child(env, port)
+            others.append(mongo)
+            await mongo.start()
+            env["MONGO_URL"] = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+            if not await until(stop, wait_port(port, 30)):
+                return 0 if stop.is_set() else _fail("nx-27017 did not start; see var/mongo.log")
+            say(
+                f"embedded MongoDB-wire server (nx-27017) on 127.0.0.1:{port}, data in {shown(VAR / 'mongo')}"
+            )
+
+        sandbox = wechat_sandbox(env)
+        if sandbox is not None:
+            others.insert(0, sandbox)
+            await sandbox.start()
+            say(
+                f"WeChat sandbox on {env['WECHAT_API_BASE']} (login, phone, subscribe messages, WeChat Pay v3)"
+            )
+        for name in wanted_services():
+            child_env = {**env, "HTTP_PORT": env.get(f"{name.upper()}_HTTP_PORT", str(PORTS[name]))}
+            children.append(Child(name, [PY, "-m", f"services.{name}"], child_env))
+        for child in children:
+            await child.start()
+        watcher = asyncio.create_task(_supervise(children, stop))
+
+        ready = await until(
+            stop, asyncio.gather(*(wait_ready(c.name, int(c.env["HTTP_PORT"])) for c in children))
+        )
+        if ready is not None:
+            announce(children, env, all(ready))
+        await stop.wait()
+        watcher.cancel()
+    finally:
+        await stop_all(children, others)
     return 0
 
 
+def announce(children: list[Child], env: dict[str, str], all_ready: bool) -> None:
+    say("" if all_ready else "some services are not ready; their output is above")
+    gateway = next((c for c in children if c.name == "gateway"), None)
+    if gateway is not None:
+        port = gateway.env["HTTP_PORT"]
+        say(f"gateway:   http://127.0.0.1:{port}/api/v1  (health /healthz, /readyz, /metrics)")
+        say(
+            f"console:   http://127.0.0.1:{port}/console/  (first operator: .venv/bin/python -m "
+            "services.gateway.console.cli create-operator --email EMAIL --role admin)"
+        )
+    for child in children:
+        if child is not gateway:
+            say(f"{child.name + ':':<10} http://127.0.0.1:{child.env['HTTP_PORT']}/readyz  /metrics")
+    say("RabbitMQ:  " + env["AMQP_URL"].replace("guest:guest@", "") + "   MongoDB: " + env["MONGO_URL"])
+    say("press Ctrl-C to stop everything")
+
+
+async def stop_all(children: list[Child], others: list[Child]) -> None:
+    """The services together (each drains its in-flight messages), then the sandbox, then the database."""
+    running = [c for c in children if c.proc is not None and c.proc.returncode is None]
+    if running:
+        say(f"stopping: services drain their in-flight messages first (up to {drain_timeout():.0f} s)")
+    await asyncio.gather(*(c.stop(timeout=drain_timeout() + EXIT_GRACE_S) for c in children))
+    for other in others:
+        await other.stop(timeout=10)
+    (RUN / "supervisor.pid").unlink(missing_ok=True)
+    say("stopped")
+
+
+def mongo_child(env: dict[str, str], port: int) -> Child:
+    data = VAR / "mongo"
+    data.mkdir(parents=True, exist_ok=True)
+    exe = str(Path(PY).with_name("nx-27017"))
+    args = [exe, "--data-dir", str(data), "-p", str(port), "--log-file", str(VAR / "mongo.log")]
+    return Child("mongo", [*args, "--pid-file", str(VAR / "nx-27017.pid")], env, quiet=True)
+
+
+async def wait_port(port: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not port_open("127.0.0.1", port):
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.2)
+    return True
+
+
 async def _supervise(children: list[Child], stop: asyncio.Event) -> None:
-    """Restart a service that dies (as Kubernetes would), a few times, then give up loudly."""
+    """Restart a service that crashes (as Kubernetes would), a few times, then give up loudly.
+
+    A clean exit (0) is a deliberate stop (`make stop`, a SIGTERM): not restarted; once every service
+    has stopped that way, everything else is stopped too.
+    """
     while not stop.is_set():
-        await asyncio.sleep(1)
+        await asyncio.sleep(0.5)
         for child in children:
-            if child.proc is not None and child.proc.returncode is not None and not stop.is_set():
-                if child.restarts >= 5:
-                    say(f"{child.name} keeps dying (exit {child.proc.returncode}); stopping everything")
-                    stop.set()
-                    return
+            if child.finished or child.proc is None or child.proc.returncode is None or stop.is_set():
+                continue
+            code = child.proc.returncode
+            if code == 0:
+                child.finished = True
+                (child.run_dir / f"{child.name}.pid").unlink(missing_ok=True)
+                say(f"{child.name} exited cleanly; not restarting it")
+            elif child.restarts >= 5:
+                say(f"{child.name} keeps dying (exit {code}); stopping everything")
+                stop.set()
+                return
+            else:
                 child.restarts += 1
-                say(f"{child.name} exited with {child.proc.returncode}; restarting ({child.restarts}/5)")
+                say(f"{child.name} exited with {code}; restarting ({child.restarts}/5)")
                 await child.start()
+        if children and all(c.finished for c in children):
+            say("every service has stopped; stopping the rest")
+            stop.set()
+            return
 
 
 def _fail(message: str) -> int:
@@ -348,4 +394,4 @@ def _fail(message: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main()))
+    sys.exit(asyncio.run(main(prepare())))
