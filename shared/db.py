@@ -8,6 +8,7 @@ from typing import Any
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared import dbstats
 from shared.config import Settings
 
 Document = dict[str, Any]
@@ -30,6 +31,8 @@ class Database:
             serverSelectionTimeoutMS=settings.mongo_timeout_ms,
             connectTimeoutMS=settings.mongo_timeout_ms,
             appname=settings.service_name,
+            # Reads and writes per collection on /metrics (`make load` prints them per journey).
+            event_listeners=[dbstats.LISTENER],
         )
         self.db: AsyncDatabase[Document] = self.client[settings.mongo_db]
 

@@ -16,8 +16,10 @@ import argparse
 import asyncio
 import secrets
 import sys
+from pathlib import Path
 
 from bench.load import audit, report
+from bench.load.reference import reference_unit_cpu_s
 from bench.load.runner import LoadRun, Phase, fault_plan
 from bench.load.stack import LOAD_VAR, Ports, Stack, say
 
@@ -36,6 +38,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--free-ports", action="store_true", help="any free ports (beside another run)")
     parser.add_argument("--no-results", action="store_true", help="do not write bench/RESULTS.md or the PNGs")
     parser.add_argument("--profile", action="store_true", help="profile the slowest stage afterwards")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="figures to print beside this run's: a summary.json of another run (default bench/load/baseline.json)",
+    )
     parser.add_argument(
         "--log-level",
         default="",
@@ -72,6 +79,9 @@ async def main(args: argparse.Namespace) -> int:
         stack, out, poll_s=args.poll, operators=args.operators, step_timeout_s=300 if args.faults else 120
     )
     phases: list[Phase] = []
+    # The reference unit (bench/load/reference.py) before the stack starts and after it stops: the same
+    # machine in the same state as the run, so a journey can be given in reference units.
+    units = [await asyncio.to_thread(reference_unit_cpu_s)]
     try:
         await stack.start()
         await run.prepare(steady_students + knee_students, secrets.token_hex(2))
@@ -97,8 +107,18 @@ async def main(args: argparse.Namespace) -> int:
     finally:
         await run.stop()
         await stack.stop()
+    units.append(await asyncio.to_thread(reference_unit_cpu_s))
     profile = report.profile() if args.profile else ""  # the stack is down: the CPU is the profile's
-    summary = report.summarise(out, outcome, write=not args.no_results, faults=args.faults, profile=profile)
+    baseline = report.load_baseline(Path(args.baseline) if args.baseline else None)
+    summary = report.summarise(
+        out,
+        outcome,
+        write=not args.no_results,
+        faults=args.faults,
+        profile=profile,
+        reference_unit_cpu_s=round(sum(units) / len(units), 4),
+        baseline=baseline,
+    )
     print(summary.text, flush=True)
     return 0 if outcome.ok and summary.ok else 1
 

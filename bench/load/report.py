@@ -29,6 +29,7 @@ STAGES = [
 # The same stages as the student sees them (their status polls: up to one poll interval later).
 SEEN = [("upload→standardised", "uploading", "standardized"), ("submit→matched", "submitting", "matched")]
 TARGETS = {"upload→standardised": 2.0, "submit→matched": 1.5}
+BASELINE = PLOTS / "baseline.json"  # the figures of the code before issue 16, measured on this machine
 FLAT_SLOPE = 0.1  # messages/s: a queue growing slower than this over a knee step counts as flat
 EMPTY_DEPTH = 1  # ...as does one that falls back to this depth in the second half of the step
 
@@ -191,7 +192,88 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def summarise(out: Path, outcome: Outcome, *, write: bool, faults: bool, profile: str = "") -> Summary:
+def db_per_journey(phase: dict[str, Any], journeys: int) -> dict[str, dict[str, float]]:
+    """{collection: {"read": n, "write": n}} per completed journey, all services together."""
+    totals: dict[str, dict[str, float]] = {}
+    before = phase.get("db_before") or {}
+    for service, collections in (phase.get("db_after") or {}).items():
+        for collection, ops in collections.items():
+            earlier = (before.get(service) or {}).get(collection) or {}
+            per = totals.setdefault(collection or "(server)", {"read": 0.0, "write": 0.0})
+            for op in ("read", "write"):
+                per[op] += (ops.get(op, 0.0) - earlier.get(op, 0.0)) / max(1, journeys)
+    return {c: v for c, v in totals.items() if v["read"] or v["write"]}
+
+
+def load_baseline(path: Path | None = None) -> dict[str, Any] | None:
+    path = path or BASELINE
+    if not path.exists():
+        return None
+    figures: dict[str, Any] = json.loads(path.read_text())
+    return figures
+
+
+def headline(figures: dict[str, Any]) -> dict[str, Any]:
+    """The figures `make load` ends with (issue 16.6), from a summary's figures."""
+    per_student = figures.get("cpu_per_student_s") or {}
+    cpu = sum(per_student.values())
+    reference = figures.get("reference_unit_cpu_s")
+    db = figures.get("db_per_journey") or {}
+    return {
+        "cpu_s_per_journey": round(cpu, 3),
+        "knee_per_s": figures.get("knee"),
+        "p95_submit_to_matched_s": _p95(figures),
+        "reference_unit_cpu_s": reference,
+        "journey_in_reference_units": round(cpu / reference, 2) if reference else None,
+        "cpu_ms_per_student": {
+            k: round(v * 1000) for k, v in sorted(per_student.items(), key=lambda kv: -kv[1])
+        },
+        "db_reads_per_journey": round(sum(v["read"] for v in db.values()), 1) if db else None,
+        "db_writes_per_journey": round(sum(v["write"] for v in db.values()), 1) if db else None,
+    }
+
+
+def _p95(figures: dict[str, Any]) -> float | None:
+    stage = (figures.get("latency") or {}).get("submit→matched") or {}
+    value = stage.get(95, stage.get("95"))  # an int key in this run, a string one read back from JSON
+    return round(float(value), 2) if value is not None else None
+
+
+def final_lines(figures: dict[str, Any], baseline: dict[str, Any] | None) -> list[str]:
+    """`name: value (baseline: value, ratio)` lines: the last thing `make load` prints."""
+    now = headline(figures)
+    then = headline(baseline) if baseline else {}
+    lines = []
+    for key, value in now.items():
+        if key == "cpu_ms_per_student":
+            old = then.get(key) or {}
+            parts = [
+                f"{name}={ms}" + (f" (baseline {old[name]})" if name in old else "")
+                for name, ms in value.items()
+            ]
+            lines.append(f"cpu_ms_per_student: {', '.join(parts)}")
+            continue
+        before = then.get(key)
+        text = f"{key}: {value if value is not None else 'n/a'}"
+        if baseline is not None:
+            text += f" (baseline: {before if before is not None else 'n/a'}"
+            if isinstance(value, (int, float)) and isinstance(before, (int, float)) and before:
+                text += f", ratio {value / before:.2f}"
+            text += ")"
+        lines.append(text)
+    return lines
+
+
+def summarise(
+    out: Path,
+    outcome: Outcome,
+    *,
+    write: bool,
+    faults: bool,
+    profile: str = "",
+    reference_unit_cpu_s: float | None = None,
+    baseline: dict[str, Any] | None = None,
+) -> Summary:
     run = json.loads((out / "run.json").read_text())
     decided: dict[str, float] = run["decided"]
     samples = run["samples"]
@@ -217,6 +299,8 @@ def summarise(out: Path, outcome: Outcome, *, write: bool, faults: bool, profile
     cpu = cpu_used(samples, *cpu_window)
     per_student = {name: seconds / max(1, len(done)) for name, seconds in cpu.items()}
     figures["cpu_per_student_s"] = per_student
+    figures["reference_unit_cpu_s"] = reference_unit_cpu_s
+    figures["db_per_journey"] = db = db_per_journey(steady, len(done))
     knee_rows = []
     knee = None
     for phase in run["phases"][1:]:
@@ -283,6 +367,22 @@ def summarise(out: Path, outcome: Outcome, *, write: bool, faults: bool, profile
         lines.append(
             f"| {name} | {seconds * 1000:.0f} | {seconds / total:.0%} | {count or ''} | {capacity} |"
         )
+    if db:
+        lines += [
+            "",
+            "Database commands per completed journey, by collection (every service's client counts them: "
+            "`db_commands_total` on /metrics, shared/dbstats.py; the harness's own once-a-second outbox "
+            "sample is not included):",
+            "",
+            "| collection | reads | writes |",
+            "|---|---|---|",
+        ]
+        for collection, ops in sorted(db.items(), key=lambda kv: -(kv[1]["read"] + kv[1]["write"])):
+            lines.append(f"| {collection} | {ops['read']:.1f} | {ops['write']:.1f} |")
+        lines.append(
+            f"| **all** | **{sum(v['read'] for v in db.values()):.1f}** | "
+            f"**{sum(v['write'] for v in db.values()):.1f}** |"
+        )
     if knee_rows:
         lines += [
             "",
@@ -316,6 +416,10 @@ def summarise(out: Path, outcome: Outcome, *, write: bool, faults: bool, profile
     lines += ["", outcome.table()]
     if profile:
         lines += ["", profile]
+    if not faults:
+        # Last (issue 16.6): the headline figures, each with the baseline's (bench/load/baseline.json).
+        source = (baseline or {}).get("measured", "none recorded")
+        lines += ["", f"Headline (baseline: {source}):", "", "```", *final_lines(figures, baseline), "```"]
     text = "\n".join(lines)
     ok = outcome.ok and len(done) == len(journeys)
     if write:

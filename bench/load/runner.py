@@ -26,12 +26,13 @@ from bench.load.journey import (
     admission_photos,
 )
 from bench.load.sampler import Sampler
-from bench.load.stack import WORKERS, Stack, say
+from bench.load.stack import SERVICES, WORKERS, Stack, say
 from services.gateway.console.operators import Operators, Role
 from services.gateway.roster import import_roster
 from shared.blobs import BlobStore
 from shared.config import Settings
 from shared.db import Database
+from shared.dbstats import parse_metrics
 
 OPERATOR_PASSWORD = "load-run-reviewer-password"  # a throw-away database's throw-away account
 
@@ -74,6 +75,10 @@ class Phase:
     ended: float = 0.0
     even: bool = False
     journeys: list[Journey] = field(default_factory=list)
+    # Database commands each service had sent (/metrics: shared/dbstats.py) when the phase began and
+    # when its last journey ended: {service: {collection: {"read": n, "write": n}}}.
+    db_before: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    db_after: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -186,6 +191,7 @@ class LoadRun:
         assert self._http is not None
         rnd = random.Random(self.seed + len(phase.name))
         running: list[asyncio.Task[Journey]] = []
+        phase.db_before = await self.db_commands()
         phase.started = time.time()
         clock = time.monotonic()
         next_arrival = 0.0
@@ -206,6 +212,20 @@ class LoadRun:
         phase.ended = time.time()
         say(f"phase {phase.name}: {len(running)} students arrived; waiting for their journeys")
         phase.journeys = list(await asyncio.gather(*running))
+        phase.db_after = await self.db_commands()
+
+    async def db_commands(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Each service's database commands so far, by collection (its /metrics); {} for one not answering."""
+        assert self._http is not None
+        counts: dict[str, dict[str, dict[str, float]]] = {}
+        for name in SERVICES:
+            url = f"http://127.0.0.1:{self.stack.ports.service(name)}/metrics"
+            try:
+                async with self._http.get(url, timeout=aiohttp.ClientTimeout(total=5)) as response:
+                    counts[name] = parse_metrics(await response.text())
+            except (aiohttp.ClientError, TimeoutError):
+                counts[name] = {}
+        return counts
 
     # --- faults -------------------------------------------------------------------------------
 
@@ -257,6 +277,8 @@ class LoadRun:
                     "started": p.started,
                     "ended": p.ended,
                     "journeys": [j.summary() for j in p.journeys],
+                    "db_before": p.db_before,
+                    "db_after": p.db_after,
                 }
                 for p in phases
             ],
