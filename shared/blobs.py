@@ -27,12 +27,18 @@ class BlobStore:
         return str(file_id)
 
     async def get(self, blob_id: str) -> bytes:
+        data, _ = await self.get_with_metadata(blob_id)
+        return data
+
+    async def get_with_metadata(self, blob_id: str) -> tuple[bytes, dict[str, Any]]:
+        """The bytes and the metadata stored with them (read with the file document: no extra query)."""
         try:
             stream = await self._bucket.open_download_stream(ObjectId(blob_id))
         except (InvalidId, TypeError, NoFile) as exc:
             raise BlobNotFound(blob_id) from exc
         data: bytes = await stream.read()
-        return data
+        metadata = stream.metadata
+        return data, dict(metadata) if isinstance(metadata, dict) else {}
 
     async def delete(self, blob_id: str) -> None:
         try:

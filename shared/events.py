@@ -215,6 +215,8 @@ class PhotoGeometry(BaseModel):
     jpeg_quality: int = Field(ge=1, le=100)
     bytes: int = Field(ge=0)
     dpi: int
+    # The iris centres on the photo, image-left first (matching aligns from them); absent before 16.1.
+    eyes_px: list[tuple[float, float]] | None = Field(default=None, min_length=2, max_length=2)
 
 
 class PhotoStandardized(EventData):
@@ -288,6 +290,9 @@ class MatchScored(EventData):
     failed_compliant_photos: int = Field(default=0, ge=0)
     # The case goes to the registrar exception queue: too many failed photos, or a bad admission photo.
     needs_registrar: bool = False
+    # Where the score sits against the pass mark (docs/matching.md, "Score bands"): "borderline" within
+    # the calibrated width either side of it; None when no score was computed (or before 16.5).
+    band: Literal["clear_pass", "borderline", "clear_fail"] | None = None
 
 
 class ReviewDecided(EventData):

@@ -287,7 +287,12 @@ async def erase_application(
         async for user in db["users"].find({"student_id": student_id}, {"_id": 1}):
             openids.add(str(user["_id"]))
         counts["bindings"] = (await db["bindings"].delete_many({"_id": student_id})).deleted_count
+        # The admission photo's descriptor matching stored (biometric: services/matching/descriptors.py).
+        counts["admission_descriptors"] = (
+            await db["admission_descriptors"].delete_many({"_id": student_id})
+        ).deleted_count
     else:
+        counts["admission_descriptors"] = 0
         counts["bindings"] = 0
     accounts = sorted(openids)
     counts["sessions"] = (await db["sessions"].delete_many({"openid": {"$in": accounts}})).deleted_count

@@ -183,6 +183,10 @@ async def purge_application(
     blob_ids = await application_blob_ids(database, application)
     deleted = await delete_blobs(blobs, blob_ids)
     matches = await db["matches"].delete_many({"application_id": application_id})
+    if application.get("student_id"):
+        # The admission photo's stored descriptor (biometric, services/matching/descriptors.py) goes with
+        # the comparisons; matching reads the photo again if the student ever comes back.
+        await db["admission_descriptors"].delete_many({"_id": application["student_id"]})
     # Each document replaced whole: nx-27017 stores a datetime set through $set next to $unset as text.
     photo_docs = [d async for d in db["photos"].find({"application_id": application_id})]
     for photo_doc in photo_docs:

@@ -222,6 +222,8 @@ async def import_roster(
                 )
                 fields["admission_photo_sha256"] = digest
                 report.photos_stored += 1
+                # The descriptor matching stored for the old photo (biometric data) no longer applies.
+                await database.db["admission_descriptors"].delete_many({"_id": student_id})
         elif existing is None or not existing.get("admission_photo_blob_id"):
             report.warnings.append(
                 RowProblem(line, number, "photo_missing", "缺少录取照片，人像比对前需补充")

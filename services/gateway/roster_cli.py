@@ -8,43 +8,21 @@ import json
 import sys
 from pathlib import Path
 
-from services.gateway.roster import (
-    PhotoCheck,
-    PhotoChecker,
-    RosterError,
-    import_roster,
-    read_photos,
-    read_rows,
-)
+from services.gateway.roster import RosterError, import_roster, read_photos, read_rows
 from shared.blobs import BlobStore
 from shared.config import Settings
 from shared.db import Database
 
 
-def _face_checker() -> PhotoChecker | None:
-    """The matching service's admission-photo check (no face / several faces), where installed."""
-    try:
-        from services.matching.admission import check_admission_photo
-    except ImportError:
-        return None
-
-    def check(data: bytes) -> PhotoCheck:
-        verdict = check_admission_photo(data)
-        return PhotoCheck(verdict.ok, getattr(verdict, "code", None), getattr(verdict, "message", None))
-
-    return check
-
-
 async def _run(args: argparse.Namespace, rows: list[dict[str, str]], photos: dict[str, bytes] | None) -> int:
     database = Database(Settings())
     try:
-        checker = None if args.no_face_check else _face_checker()
-        report = await import_roster(
-            database, BlobStore(database), args.school, rows, photos, check_photo=checker
-        )
+        report = await import_roster(database, BlobStore(database), args.school, rows, photos)
     finally:
         await database.close()
-    out = report.as_dict() | {"ok": not report.rejected, "face_check": checker is not None}
+    # The face check of the admission photos is matching's: `python -m services.matching.cli precompute
+    # --school CODE` reads each photo once, stores its descriptor and lists the unusable ones.
+    out = report.as_dict() | {"ok": not report.rejected, "face_check": "services.matching.cli precompute"}
     print(json.dumps(out, ensure_ascii=False, indent=2))
     return 0 if not report.rejected else 1
 
@@ -56,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     imp.add_argument("--school", required=True, help="school code (院校代码)")
     imp.add_argument("roster", help="CSV or XLSX with 姓名, 学号, 证件号后4位, 班级, 层次, 是否参加现场拍摄")
     imp.add_argument("--photos", help="zip of admission photos named <学号>.jpg")
-    imp.add_argument("--no-face-check", action="store_true", help="skip the face check of admission photos")
+    imp.add_argument(
+        "--no-face-check",
+        action="store_true",
+        help="ignored: the face check is `services.matching.cli precompute`",
+    )
     args = parser.parse_args(argv)
     roster = Path(args.roster)
     try:

@@ -135,6 +135,8 @@ class ImagingHandlers:
                 photo_id=submitted.photo_id,
                 student_id=submitted.student_id,
                 kind=STANDARDIZED_KIND,
+                # With the photo, so matching aligns its face chip without detecting the face again.
+                eyes_px=(report.geometry or {}).get("eyes_px"),
             )
         return report, blob_id
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from services.imaging.config import PhotoStandard
 from services.imaging.load import Photo, PhotoError, open_photo
-from services.imaging.preprocess import Analysis, FaceModels, analyse
+from services.imaging.preprocess import IRIS_LEFT, IRIS_RIGHT, Analysis, FaceModels, analyse, apply_affine
 from services.imaging.quality import (
     ALBUM_MEASURES,
     ANALYSIS_MEASURES,
@@ -137,6 +137,12 @@ def check_photo(
                 "jpeg_quality": quality,
                 "bytes": len(jpeg),
                 "dpi": standard.dpi,
+                # The iris centres on the output (image-left first): matching aligns its face chip from
+                # them instead of detecting the face again (docs/matching.md).
+                "eyes_px": sorted(
+                    [round(float(x), 1), round(float(y), 1)]
+                    for x, y in apply_affine(placement.matrix, analysis.landmarks[[IRIS_LEFT, IRIS_RIGHT]])
+                ),
             }
     report.ok = all(m.passed for m in report.measures)
     report.ms = (time.perf_counter() - started) * 1000

@@ -9,6 +9,12 @@ is then null. Exit status: 0 passed, 1 compared but below the pass mark, 2 not c
 ``python -m services.matching.cli check FILE...`` runs the roster import's admission-photo check, one
 JSON line per file; exit status 0 only if every photo is usable.
 
+``python -m services.matching.cli precompute --school CODE`` reads every admission photo of a school's
+roster once (right after a roster import), stores its descriptor encrypted for the comparisons
+(docs/matching.md, "The admission photo, read once") and prints one JSON line per student whose photo
+is not usable, then a summary; exit status 0 only if every photo is usable. This is the roster import's
+face check: the gateway does not run face detection itself.
+
 ``python -m services.matching.cli calibrate PAIRS.csv`` reads labelled pairs (columns ``image_a``,
 ``image_b``, ``same``: 1/0; paths relative to the file) and prints the measured false-accept and
 false-reject rates at the configured pass point and the thresholds for FAR 1e-3, 1e-4 and 1e-5
@@ -21,6 +27,7 @@ The engine comes from the MATCHING_* environment (dlib unless an insightface pac
 from __future__ import annotations
 
 import argparse
+import asyncio
 import csv
 import dataclasses
 import json
@@ -36,6 +43,7 @@ from services.matching.calibrate import rates, threshold_at_far
 from services.matching.compare import FaceRules, PhotoReading, compare_photos, read_photo
 from services.matching.config import MatchingSettings
 from services.matching.engines import EngineUnavailable, engine_for
+from services.matching.messages import ADMISSION_CHECK_MESSAGES
 from services.matching.score import PASS_MARK
 
 UNREADABLE_FILE = "unreadable_file"
@@ -148,9 +156,16 @@ def calibrate_file(path: str, settings: MatchingSettings, targets: Sequence[floa
         if engine.name == "insightface"
         else "MATCHING_DLIB_PASS_DISTANCE"
     )
+    # The borderline band: from the pass mark down to the score at the FAR 1e-3 threshold (where
+    # impostors start to pass), the same width above it (docs/matching.md, "Score bands").
+    lenient = threshold_at_far(genuine, impostor, 1e-3, higher_is_better=higher)
+    borderline = (
+        round(max(1.0, abs(PASS_MARK - engine.scale.score(lenient.threshold))), 1) if lenient else None
+    )
     return {
         "engine": engine.name,
         "model": engine.model,
+        "borderline_points": borderline,
         "genuine_pairs": len(genuine),
         "impostor_pairs": len(impostor),
         "photos_not_usable": dict(problems),
@@ -158,6 +173,41 @@ def calibrate_file(path: str, settings: MatchingSettings, targets: Sequence[floa
         "at_pass_mark": dataclasses.asdict(current),
         "at_far": points,
     }
+
+
+async def precompute_school(school_code: str, settings: MatchingSettings) -> dict[str, Any]:
+    """Read and store the admission descriptor of every student of a school; the unusable photos."""
+    from services.matching.handlers import MatchingHandlers
+    from shared.blobs import BlobStore
+    from shared.db import Database
+
+    engine = engine_for(settings)
+    database = Database(settings)
+    try:
+        handlers = MatchingHandlers(database, BlobStore(database), settings, engine)
+        counts: Counter[str] = Counter()
+        unusable: list[dict[str, Any]] = []
+        cursor = database.db["students"].find(
+            {"school_code": school_code}, {"admission_photo_blob_id": 1, "student_number": 1}
+        )
+        async for student in cursor:
+            blob_id = student.get("admission_photo_blob_id")
+            if not blob_id:
+                counts["no_photo"] += 1
+                continue
+            reading = await handlers.admission_reading(str(student["_id"]), str(blob_id))
+            counts[reading.located or "unusable"] += 1
+            if reading.problem is not None:
+                unusable.append(
+                    {
+                        "student_number": student.get("student_number"),
+                        "reason": reading.problem,
+                        "message": ADMISSION_CHECK_MESSAGES.get(str(reading.problem), reading.problem),
+                    }
+                )
+    finally:
+        await database.close()
+    return {"school_code": school_code, "model": engine.model, "counts": dict(counts), "unusable": unusable}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -175,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare.add_argument("--pass-mark", type=float, default=PASS_MARK, help="0-100 (default 80)")
     check = commands.add_parser("check", help="check admission photos as the roster import does")
     check.add_argument("files", nargs="+", metavar="FILE")
+    precompute = commands.add_parser(
+        "precompute", help="store the admission descriptors of a school's roster; report unusable photos"
+    )
+    precompute.add_argument("--school", required=True, help="school code (院校代码)")
     calibrate = commands.add_parser(
         "calibrate", help="error rates on labelled pairs; thresholds for target FARs"
     )
@@ -195,6 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if result["error"] is not None:
                 return 2
             return 0 if result["passed"] else 1
+        if args.command == "precompute":
+            summary = asyncio.run(precompute_school(args.school, settings))
+            for line in summary["unusable"]:
+                sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps({k: v for k, v in summary.items() if k != "unusable"}) + "\n")
+            return 0 if not summary["unusable"] else 1
         if args.command == "calibrate":
             sys.stdout.write(
                 json.dumps(calibrate_file(args.pairs, settings, args.far), ensure_ascii=False) + "\n"

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from services.matching.config import MatchingSettings
-from services.matching.engines import DetectedFace, Embedding, FaceEngine
+from services.matching.engines import DetectedFace, Embedding, Eyes, FaceEngine
 from services.matching.photos import PhotoProblem, Problem, RGBImage, decode_photo
 
 
@@ -42,6 +42,9 @@ class PhotoReading:
     problem: Problem | None = None
     embedding: Embedding | None = field(default=None, repr=False)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # How the face was found: "detected" (a scan of the whole photo), "carried" (imaging's eyes,
+    # checked by a small crop), "stored" (the admission photo's descriptor read back), None (no face).
+    located: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,13 +117,48 @@ def locate(
     return image, the_face(faces, rules)
 
 
-def read_photo(engine: FaceEngine, data: bytes, rules: FaceRules) -> PhotoReading:
-    """Everything one photo yields; never raises for a bad photo (the problem is on the reading)."""
+def locate_carried(
+    engine: FaceEngine, data: bytes, eyes: Eyes, rules: FaceRules, reading: PhotoReading
+) -> tuple[RGBImage, DetectedFace]:
+    """Decode, then the face where imaging put the eyes; a whole-photo detection only when that fails."""
+    started = time.perf_counter()
+    image = decode_photo(data, max_bytes=rules.max_bytes, max_pixels=rules.max_pixels)
+    reading.timings_ms["decode"] = _ms(started)
+    started = time.perf_counter()
+    face = engine.face_at(image, eyes)
+    reading.timings_ms["locate"] = _ms(started)
+    if face is None or face.width < rules.min_face_px:
+        started = time.perf_counter()
+        faces = engine.detect(image)
+        reading.timings_ms["detect"] = _ms(started)
+        reading.faces_found = len(faces)
+        if faces:
+            reading.face_width_px = round(faces[0].width)
+        reading.located = "detected"
+        return image, the_face(faces, rules)
+    reading.faces_found = 1
+    reading.face_width_px = round(face.width)
+    reading.located = "carried"
+    return image, face
+
+
+def read_photo(
+    engine: FaceEngine, data: bytes, rules: FaceRules, *, eyes: Eyes | None = None
+) -> PhotoReading:
+    """Everything one photo yields; never raises for a bad photo (the problem is on the reading).
+
+    `eyes`: where imaging put them on a standardised photo; the face is then looked for there first.
+    """
     reading = PhotoReading()
     try:
-        image, face = locate(engine, data, rules, reading)
+        if eyes is not None:
+            image, face = locate_carried(engine, data, eyes, rules, reading)
+        else:
+            image, face = locate(engine, data, rules, reading)
+            reading.located = "detected"
     except PhotoProblem as problem:
         reading.problem = problem.code
+        reading.located = None
         return reading
     started = time.perf_counter()
     chip = engine.align(image, face)
@@ -138,16 +176,27 @@ def compare_photos(
     *,
     pass_mark: float,
     rules: FaceRules,
+    photo_eyes: Eyes | None = None,
+    admission: PhotoReading | None = None,
 ) -> Comparison:
-    """Compare the student's photo with the admission photo; `None` bytes stand for a missing blob."""
+    """Compare the student's photo with the admission photo; `None` bytes stand for a missing blob.
+
+    `admission`: the admission photo's reading when it is already known (its stored descriptor); the
+    bytes are then not read. `photo_eyes`: imaging's eyes on the student's standardised photo.
+    """
     started = time.perf_counter()
     with engine.lock:
-        admission = (
-            read_photo(engine, admission_photo, rules)
-            if admission_photo is not None
+        if admission is None:
+            admission = (
+                read_photo(engine, admission_photo, rules)
+                if admission_photo is not None
+                else PhotoReading(problem="missing")
+            )
+        student = (
+            read_photo(engine, photo, rules, eyes=photo_eyes)
+            if photo is not None
             else PhotoReading(problem="missing")
         )
-        student = read_photo(engine, photo, rules) if photo is not None else PhotoReading(problem="missing")
         score = raw = None
         if admission.embedding is not None and student.embedding is not None:
             raw = engine.compare(student.embedding, admission.embedding)

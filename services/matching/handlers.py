@@ -8,16 +8,19 @@ event id instead of comparing twice. Embeddings are never stored: only scores an
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from prometheus_client import Counter, Histogram
 from pymongo import IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from services.matching.compare import Comparison, FaceRules, compare_photos
+from services.matching.compare import Comparison, FaceRules, PhotoReading, compare_photos, read_photo
 from services.matching.config import MatchingSettings
-from services.matching.engines import FaceEngine
+from services.matching.descriptors import DescriptorStore, cipher_from_settings
+from services.matching.engines import Eyes, FaceEngine
 from services.matching.messages import reason_message, score_message
+from services.matching.score import band
 from shared.blobs import BlobNotFound, BlobStore
 from shared.bus import Subscription
 from shared.db import Database, Document
@@ -56,6 +59,7 @@ class MatchingHandlers:
         self._settings = settings
         self._engine = engine
         self._rules = FaceRules.from_settings(settings)
+        self._descriptors = DescriptorStore(database, cipher_from_settings(settings))
 
     def subscription(self) -> Subscription:
         sub = Subscription("matching")
@@ -93,18 +97,45 @@ class MatchingHandlers:
         return [_result_event(envelope, stored)]
 
     async def _compare(self, confirmed: PhotoConfirmed) -> Comparison:
-        photo = await self._blob(confirmed.standardized_blob_id)
-        admission = await self._blob(confirmed.admission_photo_blob_id)
+        photo, eyes = await self._standardized(confirmed.standardized_blob_id)
+        admission = await self.admission_reading(confirmed.student_id, confirmed.admission_photo_blob_id)
         # CPU-bound: off the event loop, so broker heartbeats keep flowing.
         return await asyncio.to_thread(
-            compare_photos, self._engine, photo, admission, pass_mark=confirmed.pass_mark, rules=self._rules
+            compare_photos,
+            self._engine,
+            photo,
+            None,
+            pass_mark=confirmed.pass_mark,
+            rules=self._rules,
+            photo_eyes=eyes,
+            admission=admission,
         )
 
-    async def _blob(self, blob_id: str) -> bytes | None:
+    async def admission_reading(self, student_id: str, blob_id: str) -> PhotoReading:
+        """The admission photo's stored reading, or read now (once) and stored for the next comparison."""
+        stored = await self._descriptors.get(student_id, blob_id, self._engine.model)
+        if stored is not None:
+            return stored
         try:
-            return await self._blobs.get(blob_id)
+            data = await self._blobs.get(blob_id)
         except BlobNotFound:
-            return None
+            return PhotoReading(problem="missing")
+
+        def read() -> PhotoReading:
+            with self._engine.lock:
+                return read_photo(self._engine, data, self._rules)
+
+        reading = await asyncio.to_thread(read)
+        await self._descriptors.put(student_id, blob_id, self._engine.model, reading)
+        return reading
+
+    async def _standardized(self, blob_id: str) -> tuple[bytes | None, Eyes | None]:
+        """The standardised photo and the eyes imaging stored with it (None for an older photo)."""
+        try:
+            data, metadata = await self._blobs.get_with_metadata(blob_id)
+        except BlobNotFound:
+            return None, None
+        return data, _eyes(metadata.get("eyes_px"))
 
     async def _document(self, envelope: Envelope, confirmed: PhotoConfirmed, result: Comparison) -> Document:
         reason = result.reason
@@ -153,6 +184,10 @@ class MatchingHandlers:
             },
             "timings_ms": result.timings_ms,
             "ms": round(result.ms, 2),
+            "band": band(result.score, result.pass_mark, self._settings.matching_borderline_points)
+            if scored and result.score is not None
+            else None,
+            "located": {"photo": result.photo.located, "admission_photo": result.admission_photo.located},
             "failed_compliant_photos": failed,
             "needs_registrar": needs_registrar,
             "registrar_limit": self._settings.matching_registrar_after_failures,
@@ -189,6 +224,7 @@ def _result_event(envelope: Envelope, stored: Document) -> Envelope:
         "message": stored["message"],
         "failed_compliant_photos": stored["failed_compliant_photos"],
         "needs_registrar": stored["needs_registrar"],
+        "band": stored.get("band"),
     }
     return make_event(
         MatchScored.model_validate(data),
@@ -196,3 +232,14 @@ def _result_event(envelope: Envelope, stored: Document) -> Envelope:
         event_id=event_id,
         trace=envelope.trace,
     )
+
+
+def _eyes(value: Any) -> Eyes | None:
+    """Two (x, y) pairs of finite numbers, image-left first, or None for anything else."""
+    try:
+        (lx, ly), (rx, ry) = ((float(x), float(y)) for x, y in value)
+    except (TypeError, ValueError):
+        return None
+    if not all(math.isfinite(v) and 0 <= v <= 100_000 for v in (lx, ly, rx, ry)) or lx >= rx:
+        return None
+    return (lx, ly), (rx, ry)

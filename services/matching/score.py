@@ -10,8 +10,24 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 PASS_MARK = 80.0
+
+Band = Literal["clear_pass", "borderline", "clear_fail"]
+
+
+def band(score: float, pass_mark: float, borderline_points: float) -> Band:
+    """Where a score sits: within `borderline_points` of the pass mark (either side) it is borderline.
+
+    The width comes from the calibration's spread (docs/matching.md, "Score bands"): reviewers look
+    hardest at borderline passes.
+    """
+    if score >= pass_mark + borderline_points:
+        return "clear_pass"
+    if score < pass_mark - borderline_points:
+        return "clear_fail"
+    return "borderline"
 
 
 @dataclass(frozen=True)

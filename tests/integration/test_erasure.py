@@ -170,6 +170,9 @@ async def test_admin_erases_a_student_and_only_an_anonymised_trail_remains(env: 
         assert counts["users"] == 1 and counts["bindings"] == 1 and counts["sessions"] >= 1
         assert counts["notifications"] >= 1 and counts["payment_notifications_stripped"] >= 1
         assert counts["audit_entries_scrubbed"] >= 2 and erased["orders_kept"] == 1
+        # The admission photo's descriptor matching stored at the comparison (biometric data).
+        assert counts["admission_descriptors"] == 1
+        assert await db["admission_descriptors"].count_documents({}) == 0
 
         # The student's session is gone at once (the in-process cache too), and so is the application.
         assert (await student.request("GET", "/api/v1/application"))[0] == 401

@@ -117,7 +117,7 @@ async def test_a_confirmed_photo_is_scored_stored_once_and_republished_identical
         doc = await matches.find_one({"_id": "photo-1"})
         assert doc is not None
         assert doc["status"] == "scored" and doc["passed"] is True and doc["score"] >= 85
-        assert doc["engine"] == "dlib" and doc["model"] == "dlib_face_recognition_resnet_model_v1"
+        assert doc["engine"] == "dlib" and doc["model"].startswith("dlib_face_recognition_resnet_model_v1@")
         assert doc["pass_mark"] == 85.0 and doc["reason"] is None
         assert doc["faces_found"] == {"photo": 1, "admission_photo": 1}
         assert {"decode", "detect", "align", "embed", "total"} <= set(doc["timings_ms"])
@@ -227,7 +227,9 @@ async def test_the_worker_process_is_ready_only_with_its_models_and_drains_on_si
     worker = await ServiceProcess("services.matching", {**subprocess_env, "HTTP_PORT": str(port)}).start()
     try:
         ready = await worker.wait_for_log("matching ready", timeout=60)
-        assert ready["engine"] == "dlib" and ready["model"] == "dlib_face_recognition_resnet_model_v1"
+        assert ready["engine"] == "dlib" and ready["model"].startswith(
+            "dlib_face_recognition_resnet_model_v1@"
+        )
         assert ready["pass_threshold"] == pytest.approx(0.6)
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:

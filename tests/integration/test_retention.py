@@ -99,6 +99,9 @@ async def seed(
         }
     )
     await db["matches"].insert_one({"_id": photo_id, "application_id": application_id, "score": 91.5})
+    await db["admission_descriptors"].insert_one(
+        {"_id": student_id, "admission_photo_blob_id": admission, "model": "m", "reading": "v1:dev:AAAA"}
+    )
     return {
         "id": application_id,
         "photo_id": photo_id,
@@ -155,8 +158,11 @@ async def test_delivered_applications_are_purged_after_the_period_and_only_then(
             imaging["purged_at"] == T0 and "geometry" not in imaging and "standardized_blob_id" not in imaging
         )
         assert await db["matches"].find_one({"application_id": purged["id"]}) is None
+        assert await db["admission_descriptors"].find_one({"_id": doc["student_id"]}) is None
     for kept in (recent, undelivered, garbage):
         assert [await readable(blobs, b) for b in kept["blobs"]] == [True] * 5
+        kept_doc = await db["applications"].find_one({"_id": kept["id"]})
+        assert await db["admission_descriptors"].find_one({"_id": kept_doc["student_id"]}) is not None
         assert await db["applications"].find_one({"_id": kept["id"]}) == before[kept["id"]]
         assert await db["matches"].find_one({"application_id": kept["id"]}) is not None
 

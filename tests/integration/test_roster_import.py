@@ -105,6 +105,14 @@ async def test_import_reports_bad_rows_and_reimport_changes_nothing(database):
         "17班"
     )
 
+    # matching's stored descriptor of the admission photo: kept while the photo stays, gone with it.
+    descriptors = database.db["admission_descriptors"]
+    await descriptors.insert_one({"_id": "10487:2110216052", "reading": "v1:dev:AAAA"})
+    await import_roster(database, blobs, "10487", rows, photos)
+    assert await descriptors.count_documents({}) == 1
+    replaced = await import_roster(database, blobs, "10487", rows, {"2110216052": blank_image("PNG")})
+    assert replaced.photos_stored == 1 and await descriptors.count_documents({}) == 0
+
 
 async def test_admission_photos_failing_the_face_check_are_reported_at_import(database):
     rows = read_rows(CSV.encode(), "roster.csv")[:1]
