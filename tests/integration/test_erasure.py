@@ -161,6 +161,9 @@ async def test_admin_erases_a_student_and_only_an_anonymised_trail_remains(env: 
             assert json.loads(before)[name] == json.loads(await dump(db, (name,)))[name], name
         assert audit_rows > 0
 
+        # The admission photo's descriptor matching would have stored (biometric data).
+        erased_student = (await db["applications"].find_one({"_id": application_id}))["student_id"]
+        await db["admission_descriptors"].insert_one({"_id": erased_student, "reading": "v1:dev:AAAA"})
         status, erased = await admin.request("POST", path, json={"reason": "PIPL request ticket 42"})
         assert status == 200, erased
         assert erased["already_erased"] is False and erased["school_code"] == "10487"
@@ -170,7 +173,6 @@ async def test_admin_erases_a_student_and_only_an_anonymised_trail_remains(env: 
         assert counts["users"] == 1 and counts["bindings"] == 1 and counts["sessions"] >= 1
         assert counts["notifications"] >= 1 and counts["payment_notifications_stripped"] >= 1
         assert counts["audit_entries_scrubbed"] >= 2 and erased["orders_kept"] == 1
-        # The admission photo's descriptor matching stored at the comparison (biometric data).
         assert counts["admission_descriptors"] == 1
         assert await db["admission_descriptors"].count_documents({}) == 0
 

@@ -12,9 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = ROOT / "services" / "gateway"
 WORKERS = ("codec", "imaging", "matching", "notify")
-# The roster import's admission-photo check is being moved out of services.matching by its owner
-# (issue 13.2, the matching side); until then it is the one import left, and it is made lazily.
-PENDING = {("services/gateway/roster_cli.py", "services.matching.admission")}
+# None left: the roster import's admission-photo check is matching's own (`services.matching.cli
+# precompute`, issue 16.1).
+PENDING: set[tuple[str, str]] = set()
 
 
 def imported_modules(path: Path) -> set[str]:
