@@ -1,13 +1,15 @@
 """The application aggregate's states and the rules for moving between them (pure, no I/O).
 
 The gateway is the only writer of application state. Every write goes through `transition()`,
-which refuses an illegal move with a stable code; the HTTP layer turns that into a 409.
+which refuses an illegal move with a domain error (`illegal_transition`); the HTTP layer maps it to a 409.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from services.gateway.domain.errors import DomainError
 
 
 class State(StrEnum):
@@ -46,9 +48,9 @@ class Action(StrEnum):
     REVIEW_REJECTED = "review_rejected"
 
 
-class IllegalTransition(Exception):
+class IllegalTransition(DomainError):
     def __init__(self, state: str, action: str) -> None:
-        super().__init__(f"{action} not allowed in {state}")
+        super().__init__("illegal_transition", state=str(state))
         self.state = state
         self.action = action
 

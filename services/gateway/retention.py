@@ -34,7 +34,11 @@ from typing import Any
 from bson import ObjectId
 from bson.errors import InvalidId
 
-from services.gateway.store import Applications, Change
+from services.gateway.domain import retention as retention_rules
+from services.gateway.domain.application import Application
+from services.gateway.domain.change import Change
+from services.gateway.domain.retention import ABANDONED_STATES, BLOB_FIELDS
+from services.gateway.store import Applications
 from shared.blobs import BlobNotFound, BlobStore
 from shared.db import Database, Document
 from shared.events import utcnow
@@ -43,8 +47,6 @@ from shared.logging import get_logger
 log = get_logger(__name__)
 
 Clock = Callable[[], datetime]
-# placed_blob_id: imaging's rendering of a refused photo, kept for an operator's override.
-BLOB_FIELDS = ("raw_blob_id", "standardized_blob_id", "placed_blob_id")
 
 
 def as_utc(value: Any) -> datetime | None:
@@ -96,32 +98,8 @@ async def delete_blobs(blobs: BlobStore, blob_ids: set[str]) -> int:
     return len(blob_ids)
 
 
-def stripped_photos(photos: dict[str, Any]) -> dict[str, Any]:
-    return {
-        photo_id: {k: v for k, v in photo.items() if k not in BLOB_FIELDS} | {"purged": True}
-        for photo_id, photo in photos.items()
-        if isinstance(photo, dict)
-    }
-
-
-# States in which the next move is the student's: an application left there long enough is abandoned.
-# Never `approved` (waiting for its delivery) nor the states where the system or an operator owes an answer.
-ABANDONED_STATES = (
-    "code_submitted",
-    "code_rejected",
-    "code_verified",
-    "confirmed",
-    "paid",
-    "match_failed",
-    "rejected",
-)
-
-
 def purged_after_delivery(application: Document) -> bool:
-    """An `abandoned` mark (photos purged while the student was away) does not count: if the student came
-    back and the application was delivered after all, its new photos are purged after delivery too."""
-    mark = application.get("retention") or {}
-    return bool(mark) and mark.get("reason") != "abandoned"
+    return retention_rules.purged_after_delivery(application.get("retention"))
 
 
 @dataclass
@@ -157,12 +135,6 @@ async def _pages(database: Database, query: dict[str, Any], batch_size: int) -> 
         last = str(batch[-1]["_id"])
         for application in batch:
             yield application
-
-
-def _code_without_image(application: Document) -> dict[str, Any]:
-    """The fields that drop the code image's blob id (nothing when there is no code)."""
-    code = application.get("code")
-    return {"code": {k: v for k, v in code.items() if k != "image_blob_id"}} if code else {}
 
 
 async def purge_application(
@@ -203,18 +175,10 @@ async def purge_application(
     if last_change_at is not None:
         record["last_change_at"] = last_change_at
 
-    def decide(current: Document) -> Change:
-        if purged_after_delivery(current):
-            return Change()
-        if reason == "abandoned" and (
-            current.get("delivery") or current.get("state") not in ABANDONED_STATES
-        ):
-            return Change()  # the student came back (or it was delivered) since it was read
-        photos = stripped_photos(current.get("photos") or {})
-        return Change(set={"retention": record, "photos": photos, **_code_without_image(current)})
-
-    written = await Applications(database, lambda: None).mutate(application_id, decide)
-    return record if written.get("retention") is record else None
+    written = await Applications(database, lambda: None).apply(
+        application_id, lambda app: retention_rules.purge(app, record, reason=reason)
+    )
+    return record if written.retention == record else None
 
 
 async def purge_delivered(
@@ -279,14 +243,9 @@ async def _finish_abandoned(database: Database, blobs: BlobStore, application: D
             await db["photos"].replace_one({"_id": photo_doc["_id"]}, {**kept, "purged_at": marked_at})
     counts = {"blobs_deleted": deleted, "matches_deleted": matches.deleted_count if matches else 0}
 
-    def done(current: Document) -> Change:
-        mark = current.get("retention") or {}
-        if mark.get("status") != "purging":
-            return Change()
-        finished = {k: v for k, v in mark.items() if k != "photos_before"}
-        return Change(set={"retention": {**finished, **counts, "status": "done"}})
-
-    await Applications(database, lambda: None).mutate(application["_id"], done)
+    await Applications(database, lambda: None).apply(
+        application["_id"], lambda app: retention_rules.finish_abandoned(app, counts)
+    )
     return counts
 
 
@@ -312,7 +271,7 @@ async def purge_abandoned(
         counts = await _finish_abandoned(database, blobs, unfinished)
         report.count_purged(counts["blobs_deleted"], counts["matches_deleted"])
     abandoned: dict[str, Any] = {
-        "state": {"$in": list(ABANDONED_STATES)},
+        "state": {"$in": [s.value for s in ABANDONED_STATES]},
         "delivery": {"$exists": False},
         "retention": {"$exists": False},
         "merged_into": {"$exists": False},
@@ -335,22 +294,19 @@ async def purge_abandoned(
         }
 
         def mark(
-            doc: Document,
-            read: Document = application,
+            app: Application,
+            version: int = int(application.get("version", 0)),
             changed: datetime = changed_at,
             record: dict[str, Any] = record,
         ) -> Change:
-            if doc.get("retention") or doc.get("delivery") or doc.get("state") not in ABANDONED_STATES:
-                return Change()
-            if as_utc(doc.get("updated_at")) != changed or doc.get("version") != read.get("version"):
-                return Change()  # the student came back since it was read
-            photos = stripped_photos(doc.get("photos") or {})
-            return Change(set={"retention": record, "photos": photos, **_code_without_image(doc)})
+            return retention_rules.mark_abandoned(
+                app, read_version=version, changed_at=changed, record=record
+            )
 
-        written = await applications.mutate(application["_id"], mark)
-        if as_utc((written.get("retention") or {}).get("purged_at")) != current:
+        written = await applications.apply(application["_id"], mark)
+        if as_utc((written.retention or {}).get("purged_at")) != current:
             continue  # someone else marked it, or the student came back
-        counts = await _finish_abandoned(database, blobs, written)
+        counts = await _finish_abandoned(database, blobs, written.doc())
         report.count_purged(counts["blobs_deleted"], counts["matches_deleted"])
     log.info("retention run (abandoned)", **report.as_dict())
     return report

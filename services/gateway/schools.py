@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 import string
+import time
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.gateway.domain.rules import DEFAULT_RULES, Choice, SchoolRules
 from shared.db import Database
 
 # Delivery (console/delivery.py): the fields a CHSI upload file name may use. Each must be plain ASCII
@@ -83,11 +85,12 @@ class SchoolConfig(BaseModel):
     service_items: list[ServiceItem] = Field(default_factory=list)
     # Students who attended the on-site shoot may collect online only if the school allows it,
     # and then pay the extra manual-review fee (seed step 3).
-    allow_onsite_attendees: bool = False
-    onsite_extra_fee_fen: int = Field(default=0, ge=0, le=100_000)
-    pass_mark: float = Field(default=80.0, ge=0, le=100)  # face comparison (seed step 14)
-    standardisations_per_day: int = Field(default=3, ge=1, le=10)
-    free_resubmissions: int = Field(default=2, ge=0, le=10)
+    allow_onsite_attendees: bool = DEFAULT_RULES.allow_onsite_attendees
+    onsite_extra_fee_fen: int = Field(default=DEFAULT_RULES.onsite_extra_fee_fen, ge=0, le=100_000)
+    # The rules' defaults live in one place: services/gateway/domain/rules.py.
+    pass_mark: float = Field(default=DEFAULT_RULES.pass_mark, ge=0, le=100)  # face comparison (seed step 14)
+    standardisations_per_day: int = Field(default=DEFAULT_RULES.standardisations_per_day, ge=1, le=10)
+    free_resubmissions: int = Field(default=DEFAULT_RULES.free_resubmissions, ge=0, le=10)
     # Delivery: how each photo of the CHSI upload package is named, and the print size of the sheets.
     chsi_file_name: str = Field(default="{student_number}.jpg", max_length=100)
     print_size: PrintSizeName = "2寸"
@@ -96,6 +99,19 @@ class SchoolConfig(BaseModel):
     @classmethod
     def _chsi_file_name(cls, value: str) -> str:
         return check_chsi_file_name(value)
+
+    def rules(self) -> SchoolRules:
+        """The rules every decision and every count shown to the student apply for this school."""
+        return SchoolRules(
+            standardisations_per_day=self.standardisations_per_day,
+            pass_mark=self.pass_mark,
+            free_resubmissions=self.free_resubmissions,
+            allow_onsite_attendees=self.allow_onsite_attendees,
+            fee_fen=self.fee_fen,
+            onsite_extra_fee_fen=self.onsite_extra_fee_fen,
+            graduation_years=tuple(Choice(o.code, o.label) for o in self.graduation_years),
+            mailing_options=tuple(Choice(o.code, o.label) for o in self.mailing_options),
+        )
 
 
 class SchoolPublicView(BaseModel):
@@ -161,16 +177,34 @@ def demo_school(school_code: str = "10487", name: str = "示范大学") -> Schoo
 
 
 class Schools:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, *, cache_s: float = 5.0) -> None:
         self.collection = database.db["schools"]
+        # school code -> (config, cached until): the status endpoint, polled every second by every
+        # student, shows counts from the school's rules; a school changes rarely, so a short cache
+        # saves a read per request (another replica sees an operator's edit within `cache_s`).
+        self._cache: dict[str, tuple[SchoolConfig | None, float]] = {}
+        self._cache_s = cache_s
 
     async def get(self, school_code: str) -> SchoolConfig | None:
+        cached = self._cache.get(school_code)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
         doc = await self.collection.find_one({"_id": school_code})
-        if doc is None:
-            return None
-        doc.pop("_id")
-        return SchoolConfig.model_validate(doc)
+        config = None
+        if doc is not None:
+            doc.pop("_id")
+            config = SchoolConfig.model_validate(doc)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[school_code] = (config, time.monotonic() + self._cache_s)
+        return config
+
+    async def rules(self, school_code: str | None) -> SchoolRules:
+        """The school's rules; the defaults where the school is not (yet) configured."""
+        school = await self.get(school_code) if school_code else None
+        return school.rules() if school else DEFAULT_RULES
 
     async def put(self, config: SchoolConfig) -> None:
         doc = {"_id": config.school_code, **config.model_dump()}
         await self.collection.replace_one({"_id": config.school_code}, doc, upsert=True)
+        self._cache.pop(config.school_code, None)

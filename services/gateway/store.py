@@ -11,14 +11,16 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo import IndexModel
 from pymongo.errors import DuplicateKeyError
 
+from services.gateway.domain.application import Application
+from services.gateway.domain.change import Change
+from services.gateway.domain.errors import DomainError
 from shared.db import Database, Document
 from shared.events import Envelope, utcnow
 from shared.outbox import PENDING_FIELD, stage, with_outbox
@@ -44,16 +46,11 @@ class ConcurrentUpdate(Exception):
     """The application kept changing under us; the caller may retry the request."""
 
 
-@dataclass
-class Change:
-    """What a decision returns: top-level fields to set (and unset), and the events they cause."""
-
-    set: dict[str, Any] = field(default_factory=dict)
-    unset: Sequence[str] = ()
-    events: Sequence[Envelope] = ()
-
+__all__ = ["Applications", "Change", "ConcurrentUpdate", "Sessions", "Users"]
 
 Decide = Callable[[Document], Change | Awaitable[Change]]
+#: A domain decision: the typed aggregate in, a Change (or a DomainError) out.
+Decision = Callable[[Application], Change]
 
 
 class Applications:
@@ -86,6 +83,8 @@ class Applications:
                 raise LookupError(application_id)
             result = decide(current)
             change = await result if isinstance(result, Awaitable) else result
+            if not change:
+                return current  # nothing to write (a repeat, or a result for something superseded)
             fields = {**change.set, "updated_at": utcnow()}
             update: dict[str, Any] = {"$set": fields, "$inc": {"version": 1}}
             if change.unset:
@@ -101,6 +100,13 @@ class Applications:
                     after.pop(name, None)
                 return after
         raise ConcurrentUpdate(application_id)
+
+    async def apply(self, application_id: str, decision: Decision, *, attempts: int = 8) -> Application:
+        """`mutate` with a domain decision: read, parse the aggregate, decide, one guarded write."""
+        written = await self.mutate(
+            application_id, lambda doc: decision(Application.from_doc(doc)), attempts=attempts
+        )
+        return Application.from_doc(written)
 
 
 class Sessions:
@@ -173,8 +179,11 @@ class Users:
     async def set_fields(self, openid: str, **fields: Any) -> None:
         await self.users.update_one({"_id": openid}, {"$set": fields})
 
-    async def bind(self, openid: str, student_id: str) -> str | None:
-        """Bind the account to the student; returns None, or why not (a stable reason code)."""
+    async def bind(self, openid: str | None, student_id: str) -> str | None:
+        """Bind the account to the student; returns None, or why not (a stable reason code). A missing
+        account is refused: a binding to nobody would lock the student out of every account."""
+        if not openid:
+            raise DomainError("no_owner")
         user = await self.get(openid)
         if user and user.get("student_id") not in (None, student_id):
             return "account_bound_to_other_student"
@@ -195,3 +204,13 @@ class Users:
             await self.bindings.delete_one({"_id": student_id, "openid": openid})
         await self.users.update_one({"_id": openid}, {"$unset": {"student_id": "", "application_id": ""}})
         return student_id
+
+    async def release_student(self, student_id: str) -> bool:
+        """Free the student whatever their binding points to (another account, or nobody: the repair of a
+        binding left behind by an earlier defect); True when there was a binding to release."""
+        released = await self.bindings.delete_one({"_id": student_id})
+        await self.users.update_many(
+            {"student_id": student_id},
+            {"$unset": {"student_id": "", "application_id": ""}, "$set": {"student": None}},
+        )
+        return released.deleted_count == 1

@@ -9,10 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.api.common import caller, caller_user, find_my_application
 from services.gateway.context import APPLICATIONS, FIELD_CIPHER, LIMITERS, SESSIONS, USERS, WECHAT
+from services.gateway.domain import binding
 from services.gateway.http.bodies import json_body
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
-from services.gateway.store import Change
 from shared.logging import get_logger, mask_phone, mask_student_number
 from shared.wechat.errors import WeChatError
 
@@ -147,22 +147,22 @@ async def profile(request: web.Request) -> web.Response:
 @api.route(
     "DELETE",
     "/api/v1/me/binding",
-    summary="Unbind this WeChat account from the student (解除绑定)",
+    summary="Unbind this WeChat account from the student (解除绑定); refused while a code scan is read",
     response=ProfileResponse,
+    errors=("scan_in_flight",),
 )
 async def unbind(request: web.Request) -> web.Response:
     """The student keeps their application; another WeChat account can bind and carry on (seed step 2, 6)."""
     who = await caller(request)
     user = await caller_user(request, who)
-    await request.app[USERS].unbind(who.openid)
-    await request.app[USERS].set_fields(who.openid, student=None)
     application = await find_my_application(request, who)
     if application is not None:
         # The application stays the student's; it just has no WeChat account acting for it until
-        # one binds again (that account then continues it, see handlers._continue_existing).
-        await request.app[APPLICATIONS].mutate(
-            application["_id"], lambda doc: Change(set={"owner_openid": None})
-        )
+        # one binds again (that account then continues it, see handlers._continue_existing). Refused
+        # (409 scan_in_flight) while a scan is being read: its result needs the account.
+        await request.app[APPLICATIONS].apply(application["_id"], binding.unbind)
+    await request.app[USERS].unbind(who.openid)
+    await request.app[USERS].set_fields(who.openid, student=None)
     log.info("unbound")
     reply = ProfileResponse(phone=user.get("phone_masked"), bound=False, student=None, application_id=None)
     return json_response(reply.model_dump())

@@ -11,15 +11,17 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from services.gateway.api.common import caller, find_my_application, idempotency_key
-from services.gateway.applications import Action, IllegalTransition, ScanStatus, State, transition
+from services.gateway.applications import ScanStatus
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, LIMITERS, REQUEST_ID, SETTINGS
+from services.gateway.domain import codes
+from services.gateway.domain.application import Application
 from services.gateway.http.bodies import form_data, json_object, validation_error
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
 from services.gateway.http.uploads import IMAGE_UPLOAD_ERRORS, sniff_image
 from services.gateway.store import Change
 from shared.db import Document
-from shared.events import ChsiStudent, CodeScanned, StudentClaim, derived_id, make_event, new_id, utcnow
+from shared.events import ChsiStudent, StudentClaim, derived_id, new_id, utcnow
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -148,10 +150,7 @@ async def submit_code(request: web.Request) -> web.Response:
             raise ApiError(409, "idempotency_conflict")  # same key, different request: the first stands
         return _accepted(existing)  # a retry of the same request: same answer, nothing new stored
     if existing is not None:
-        try:
-            transition(existing["state"], Action.SCAN)
-        except IllegalTransition as exc:
-            raise ApiError(409, "application_locked") from exc
+        codes.check_rescan(Application.from_doc(existing))
 
     application_id = existing["_id"] if existing else derived_id("application", who.openid, key or new_id())
     blob_id = None
@@ -163,44 +162,32 @@ async def submit_code(request: web.Request) -> web.Response:
             application_id=application_id,
             kind="code_image",
         )
-    claim = StudentClaim(
-        name=submission.name, student_number=submission.student_number, id_last4=submission.id_last4
-    )
-    event = make_event(
-        CodeScanned(
-            scan_id=scan_id,
-            claim=claim,
-            source="image" if blob_id else "text",
-            qr_text=submission.qr_text,
-            image_blob_id=blob_id,
-            expected_school_code=submission.school_code,
+    command = codes.ScanCode(
+        scan_id=scan_id,
+        claim=StudentClaim(
+            name=submission.name, student_number=submission.student_number, id_last4=submission.id_last4
         ),
-        application_id=application_id,
+        qr_text=submission.qr_text,
+        image_blob_id=blob_id,
+        expected_school_code=submission.school_code,
         trace={"request_id": request[REQUEST_ID]},
     )
-    code: Document = {
-        "scan_id": scan_id,
-        "status": ScanStatus.PENDING,
-        "source": "image" if blob_id else "text",
-        "image_blob_id": blob_id,
-        "submitted_at": utcnow(),
-        "request_fingerprint": fingerprint,
-    }
-    fields: dict[str, Any] = {"state": State.CODE_SUBMITTED, "claim": claim.model_dump(), "code": code}
+    now = utcnow()
     if existing is None:
-        await applications.create({"_id": application_id, "owner_openid": who.openid, **fields}, event)
+        document, event = codes.open_application(application_id, who.openid, command, now)
+        document["code"]["request_fingerprint"] = fingerprint
+        await applications.create(document, event)
+        written = Application.from_doc({**document, "version": 1})
     else:
 
-        def rescan(current: Document) -> Change:
-            if current["state"] != existing["state"] or current.get("code", {}).get(
-                "scan_id"
-            ) != existing.get("code", {}).get("scan_id"):
-                raise ApiError(409, "application_locked")  # changed under us; the student can retry
-            return Change(set=fields, events=[event])
+        def rescan(app: Application) -> Change:
+            change = codes.rescan(app, command, now)
+            change.set["code"]["request_fingerprint"] = fingerprint
+            return change
 
-        await applications.mutate(application_id, rescan, attempts=1)
-    log.info("code submitted", scan_id=scan_id, source=code["source"])
-    return _accepted({"_id": application_id, "code": code})
+        written = await applications.apply(application_id, rescan)
+    log.info("code submitted", scan_id=scan_id, source=command.source.value)
+    return _accepted({"_id": written.id, "code": written.code.doc() if written.code else {}})
 
 
 def _accepted(application: Document) -> web.Response:

@@ -11,19 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.gateway.api.common import caller, my_application
 from services.gateway.applications import (
     NEXT_STEPS,
-    Action,
-    IllegalTransition,
     State,
     delivery_step,
-    transition,
 )
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, SCHOOLS
+from services.gateway.domain import confirmation
+from services.gateway.domain.application import resubmissions_remaining
+from services.gateway.domain.rules import SchoolRules
 from services.gateway.http.bodies import json_body
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
 from services.gateway.quota import Quota, remaining
 from services.gateway.schools import Option, SchoolPublicView
-from services.gateway.store import Change
 from shared.blobs import BlobNotFound
 from shared.db import Document
 from shared.events import ChsiStudent, utcnow
@@ -126,15 +125,6 @@ class ApplicationView(BaseModel):
     delivery: DeliveryView | None = None
 
 
-def _pick(options: list[Option], code: str | None) -> Option:
-    if code is None:
-        return options[0]
-    for option in options:
-        if option.code == code:
-            return option
-    raise ApiError(400, "invalid_option", allowed=[o.code for o in options])
-
-
 @api.route(
     "POST",
     "/api/v1/application/confirm",
@@ -147,27 +137,18 @@ async def confirm(request: web.Request) -> web.Response:
     who = await caller(request)
     application = await my_application(request, who)
     body = await json_body(request, ConfirmRequest)
-    school = await request.app[SCHOOLS].get(application.get("school_code") or "")
-    if school is None:
-        raise ApiError(409, "illegal_transition", reason="school_not_configured")
-    chosen = Confirmation(
-        graduation_year=_pick(school.graduation_years, body.graduation_year),
-        mailing_method=_pick(school.mailing_options, body.mailing_method),
-        confirmed_at=utcnow(),
+    rules = await request.app[SCHOOLS].rules(application.get("school_code"))
+    written = await request.app[APPLICATIONS].apply(
+        application["_id"],
+        lambda app: confirmation.confirm(
+            app, rules, utcnow(), graduation_year=body.graduation_year, mailing_method=body.mailing_method
+        ),
     )
-
-    def decide(current: Document) -> Change:
-        try:
-            state = transition(current["state"], Action.CONFIRM)
-        except IllegalTransition as exc:
-            raise ApiError(409, "illegal_transition") from exc
-        return Change(set={"state": state, "confirmation": chosen.model_dump()})
-
-    await request.app[APPLICATIONS].mutate(application["_id"], decide)
-    return json_response(chosen.model_dump(mode="json"))
+    return json_response(Confirmation.model_validate(written.confirmation).model_dump(mode="json"))
 
 
-def application_view(application: Document) -> ApplicationView:
+def application_view(application: Document, rules: SchoolRules) -> ApplicationView:
+    """The status page; every count in it comes from the school's rules."""
     state = State(application["state"])
     photos = [
         PhotoView(
@@ -203,11 +184,11 @@ def application_view(application: Document) -> ApplicationView:
         else None,
         photos=photos,
         quota=QuotaView(
-            standardisations_left=remaining(quota, now),
+            standardisations_left=remaining(quota, now, rules),
             reopens_at=quota.reopens_at if quota.reopens_at and quota.reopens_at > now else None,
         ),
         match=MatchView(**match) if match else None,
-        resubmissions_left=int(application.get("resubmissions_left", 2)),
+        resubmissions_left=resubmissions_remaining(application, rules),
         updated_at=application["updated_at"],
         delivery=DeliveryView(**{k: delivery.get(k) for k in ("exported_at", "printed_at", "mailed_at")})
         if delivery
@@ -225,7 +206,8 @@ def application_view(application: Document) -> ApplicationView:
 async def application_status(request: web.Request) -> web.Response:
     who = await caller(request)
     application = await my_application(request, who)
-    return json_response(application_view(application).model_dump(mode="json"))
+    rules = await request.app[SCHOOLS].rules(application.get("school_code"))
+    return json_response(application_view(application, rules).model_dump(mode="json"))
 
 
 async def _image(request: web.Request, blob_id: str | None) -> web.Response:

@@ -12,17 +12,20 @@ from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.api.common import caller, idempotency_key, my_application
-from services.gateway.applications import Action, IllegalTransition, transition
+from services.gateway.applications import Action, transition
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, LIMITERS, REQUEST_ID, SCHOOLS, SETTINGS
+from services.gateway.domain import photos, submissions
+from services.gateway.domain.application import Application
+from services.gateway.domain.errors import DomainError
+from services.gateway.domain.rules import SchoolRules
+from services.gateway.domain.statuses import PhotoSource
 from services.gateway.http.bodies import form_data, json_body
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
 from services.gateway.http.uploads import IMAGE_UPLOAD_ERRORS, sniff_image
-from services.gateway.quota import Quota, QuotaExhausted, remaining, take_slot
-from services.gateway.store import Change
+from services.gateway.quota import remaining
 from shared.blobs import BlobNotFound
-from shared.db import Document
-from shared.events import PhotoConfirmed, PhotoSubmitted, derived_id, make_event, new_id, utcnow
+from shared.events import derived_id, new_id, utcnow
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -83,10 +86,8 @@ async def upload_photo(request: web.Request) -> web.Response:
     who = await caller(request)
     application = await my_application(request, who)
     settings = request.app[SETTINGS]
-    try:
-        transition(application["state"], Action.UPLOAD_PHOTO)
-    except IllegalTransition as exc:
-        raise ApiError(409, "illegal_transition") from exc
+    rules = await request.app[SCHOOLS].rules(application.get("school_code"))
+    transition(application["state"], Action.UPLOAD_PHOTO)
     if request.content_type != "multipart/form-data":
         raise ApiError(415, "unsupported_media_type")
     form = await form_data(request)
@@ -104,16 +105,10 @@ async def upload_photo(request: web.Request) -> web.Response:
 
     key = idempotency_key(request)
     photo_id = derived_id("photo", who.openid, key) if key else new_id()
-    if photo_id in (application.get("photos") or {}):
-        return _accepted(application, photo_id)  # the same request again: no second slot
-    school = await request.app[SCHOOLS].get(application.get("school_code") or "")
-    per_day = school.standardisations_per_day if school else 3
-    now = utcnow()
-    quota = Quota.from_doc(application.get("quota"))
-    try:
-        take_slot(quota, now, per_day=per_day)  # fail fast before storing anything
-    except QuotaExhausted as exc:
-        raise ApiError(429, "quota_exhausted", reopens_at=exc.reopens_at.isoformat()) from exc
+    current = Application.from_doc(application)
+    if photo_id in current.photos:
+        return _accepted(current, photo_id, rules)  # the same request again: no second slot
+    photos.check_upload(current, rules, utcnow())  # before storing anything
 
     blob_id = await request.app[BLOBS].put(
         data,
@@ -122,45 +117,23 @@ async def upload_photo(request: web.Request) -> web.Response:
         application_id=application["_id"],
         kind="raw_photo",
     )
-
-    def decide(current: Document) -> Change:
-        photos = dict(current.get("photos") or {})
-        if photo_id in photos:
-            return Change()
-        transition(current["state"], Action.UPLOAD_PHOTO)
-        new_quota, number = take_slot(Quota.from_doc(current.get("quota")), utcnow(), per_day=per_day)
-        photos[photo_id] = {
-            "status": "processing",
-            "source": source,
-            "raw_blob_id": blob_id,
-            "uploaded_at": utcnow(),
-            "standardisation_number": number,
-        }
-        event = make_event(
-            PhotoSubmitted(
-                photo_id=photo_id,
-                student_id=current.get("student_id") or "",
-                raw_blob_id=blob_id,
-                source=source,
-                standardisation_number=number,
-            ),
-            application_id=current["_id"],
-            trace={"request_id": request[REQUEST_ID]},
-        )
-        return Change(set={"photos": photos, "quota": new_quota.to_doc()}, events=[event])
-
+    command = photos.UploadPhoto(
+        photo_id=photo_id,
+        source=PhotoSource(source),
+        raw_blob_id=blob_id,
+        trace={"request_id": request[REQUEST_ID]},
+    )
     try:
-        written = await request.app[APPLICATIONS].mutate(application["_id"], decide)
-    except QuotaExhausted as exc:
+        written = await request.app[APPLICATIONS].apply(
+            application["_id"], lambda app: photos.upload_photo(app, command, rules, utcnow())
+        )
+    except DomainError:
         await _discard(request, blob_id)
-        raise ApiError(429, "quota_exhausted", reopens_at=exc.reopens_at.isoformat()) from exc
-    except IllegalTransition as exc:
-        await _discard(request, blob_id)
-        raise ApiError(409, "illegal_transition") from exc
-    if written["photos"][photo_id]["raw_blob_id"] != blob_id:
+        raise
+    if written.photos[photo_id].raw_blob_id != blob_id:
         await _discard(request, blob_id)
     log.info("photo accepted", photo_id=photo_id, source=source)
-    return _accepted(written, photo_id)
+    return _accepted(written, photo_id, rules)
 
 
 async def _discard(request: web.Request, blob_id: str) -> None:
@@ -168,13 +141,13 @@ async def _discard(request: web.Request, blob_id: str) -> None:
         await request.app[BLOBS].delete(blob_id)
 
 
-def _accepted(application: Document, photo_id: str) -> web.Response:
-    photo = application["photos"][photo_id]
-    left = remaining(Quota.from_doc(application.get("quota")), utcnow())
+def _accepted(application: Application, photo_id: str, rules: SchoolRules) -> web.Response:
+    photo = application.photos[photo_id]
+    left = remaining(application.quota, utcnow(), rules)
     reply = PhotoAccepted(
         photo_id=photo_id,
-        status=photo["status"],
-        standardisation_number=photo["standardisation_number"],
+        status=photo.status.value,
+        standardisation_number=photo.standardisation_number,
         standardisations_left_today=left,
     )
     return json_response(reply.model_dump(), status=202)
@@ -207,69 +180,36 @@ async def submit_photo(request: web.Request) -> web.Response:
     if previous.get("submission_id") == submission_id:
         if previous.get("photo_id") != body.photo_id:
             raise ApiError(409, "idempotency_conflict")
-        return _submitted(application)
-    if not body.admission_photo_confirmed:
-        raise ApiError(400, "admission_photo_required")
-    student = await request.app[DATABASE].db["students"].find_one({"_id": application.get("student_id")})
-    if student is None or not student.get("admission_photo_blob_id"):
-        raise ApiError(409, "admission_photo_missing")
-    school = await request.app[SCHOOLS].get(application.get("school_code") or "")
-    pass_mark = school.pass_mark if school else 80.0
-    free = school.free_resubmissions if school else 2
-
-    def decide(current: Document) -> Change:
-        photo = (current.get("photos") or {}).get(body.photo_id)
-        if photo is None or photo.get("status") != "standardized":
-            raise ApiError(409, "photo_not_ready")
-        try:
-            state = transition(current["state"], Action.SUBMIT)
-        except IllegalTransition as exc:
-            raise ApiError(409, "illegal_transition") from exc
-        left = current.get("resubmissions_left", free)
-        if current["state"] == "rejected":
-            if left <= 0:
-                raise ApiError(409, "resubmissions_exhausted")
-            left -= 1
-        now = utcnow()
-        submission = {
-            "submission_id": submission_id,
-            "photo_id": body.photo_id,
-            "submitted_at": now,
-            "count": int((current.get("submission") or {}).get("count", 0)) + 1,
-        }
-        event = make_event(
-            PhotoConfirmed(
-                photo_id=body.photo_id,
-                student_id=current["student_id"],
-                standardized_blob_id=photo["standardized_blob_id"],
-                admission_photo_blob_id=student["admission_photo_blob_id"],
-                pass_mark=pass_mark,
-            ),
-            application_id=current["_id"],
-            event_id=derived_id("photo.confirmed", submission_id),
-            trace={"request_id": request[REQUEST_ID]},
-        )
-        return Change(
-            set={
-                "state": state,
-                "submission": submission,
-                "resubmissions_left": left,
-                "admission_photo_confirmed_at": now,
-            },
-            events=[event],
-        )
-
-    written = await request.app[APPLICATIONS].mutate(application["_id"], decide)
+        rules = await request.app[SCHOOLS].rules(application.get("school_code"))
+        return _submitted(Application.from_doc(application), rules)
+    student = (
+        await request.app[DATABASE]
+        .db["students"]
+        .find_one({"_id": application.get("student_id")}, {"admission_photo_blob_id": 1})
+    )
+    rules = await request.app[SCHOOLS].rules(application.get("school_code"))
+    command = submissions.SubmitPhoto(
+        submission_id=submission_id,
+        photo_id=body.photo_id,
+        admission_photo_confirmed=body.admission_photo_confirmed,
+        admission_photo_blob_id=(student or {}).get("admission_photo_blob_id"),
+        trace={"request_id": request[REQUEST_ID]},
+    )
+    written = await request.app[APPLICATIONS].apply(
+        application["_id"], lambda app: submissions.submit_photo(app, command, rules, utcnow())
+    )
     log.info("photo submitted", photo_id=body.photo_id)
-    return _submitted(written)
+    return _submitted(written, rules)
 
 
-def _submitted(application: Document) -> web.Response:
-    submission = application["submission"]
+def _submitted(application: Application, rules: SchoolRules) -> web.Response:
+    submission = application.submission
+    if submission is None or submission.submission_id is None or submission.submitted_at is None:
+        raise DomainError("not_found")
     reply = SubmissionAccepted(
-        submission_id=submission["submission_id"],
-        photo_id=submission["photo_id"],
-        submitted_at=submission["submitted_at"],
-        resubmissions_left=int(application.get("resubmissions_left", 2)),
+        submission_id=submission.submission_id,
+        photo_id=submission.photo_id,
+        submitted_at=submission.submitted_at,
+        resubmissions_left=application.resubmissions_remaining(rules),
     )
     return json_response(reply.model_dump(mode="json"), status=202)

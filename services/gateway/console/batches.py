@@ -21,11 +21,13 @@ import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pymongo import IndexModel
 
-from services.gateway.store import Applications, Change, ConcurrentUpdate
+from services.gateway.domain import delivery
+from services.gateway.domain.delivery import NotClaimable, Stage
+from services.gateway.store import Applications, ConcurrentUpdate
 from shared.db import Database, Document
 from shared.events import new_id, utcnow
 from shared.logging import get_logger
@@ -40,7 +42,6 @@ INDEXES = {
 MAX_BATCH = 1000
 # An open batch older than this lost its creator (a create takes seconds).
 STALE_AFTER = timedelta(minutes=10)
-Stage = Literal["printed", "mailed"]
 
 
 def when(value: datetime | str) -> datetime:
@@ -57,10 +58,6 @@ def ready_filter(school_code: str) -> dict[str, Any]:
         "delivery": {"$exists": False},
         "merged_into": {"$exists": False},
     }
-
-
-class NotClaimable(Exception):
-    """The application changed under us: already in a batch, or no longer approved."""
 
 
 @dataclass
@@ -121,20 +118,10 @@ class Batches:
     async def claim(self, batch_id: str, application_id: str) -> bool:
         """Put the application in the batch unless it is in one already; True when this call did."""
         exported_at = utcnow()
-
-        def decide(current: Document) -> Change:
-            if current.get("delivery") or current.get("state") != "approved":
-                raise NotClaimable(application_id)
-            delivery = {
-                "batch_id": batch_id,
-                "exported_at": exported_at,
-                "printed_at": None,
-                "mailed_at": None,
-            }
-            return Change(set={"delivery": delivery})
-
         try:
-            await self.applications.mutate(application_id, decide)
+            await self.applications.apply(
+                application_id, lambda app: delivery.claim_for_batch(app, batch_id, exported_at)
+            )
         except (NotClaimable, LookupError, ConcurrentUpdate):
             return False
         return True
@@ -232,18 +219,14 @@ class Batches:
         at = when(batch["marks"][key])
         for application in await self.members(batch_id):
             if (application.get("delivery") or {}).get(key) is None:
-                await self._stamp(application["_id"], batch_id, key, at)
+                await self._stamp(application["_id"], batch_id, stage, at)
         return batch, first
 
-    async def _stamp(self, application_id: str, batch_id: str, key: str, at: datetime) -> None:
-        def decide(current: Document) -> Change:
-            delivery = dict(current.get("delivery") or {})
-            if delivery.get("batch_id") != batch_id or delivery.get(key) is not None:
-                raise NotClaimable(application_id)
-            return Change(set={"delivery": {**delivery, key: at}})
-
+    async def _stamp(self, application_id: str, batch_id: str, stage: Stage, at: datetime) -> None:
         with contextlib.suppress(NotClaimable):
-            await self.applications.mutate(application_id, decide)
+            await self.applications.apply(
+                application_id, lambda app: delivery.stamp(app, batch_id, stage, at)
+            )
 
     async def record_download(self, batch_id: str, kind: str, operator_id: str) -> None:
         """Count a download; `downloads` is rewritten whole under the batch's version (nx-27017)."""

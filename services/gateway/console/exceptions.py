@@ -10,15 +10,15 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.applications import Action, IllegalTransition, State, transition
+from services.gateway.applications import State
 from services.gateway.console.auth import CONSOLE, operator
 from services.gateway.console.cases import PREFIX, PhotoView, photo_view, scoped_application
 from services.gateway.console.operators import Role
 from services.gateway.context import APPLICATIONS
+from services.gateway.domain import photos
 from services.gateway.http.bodies import json_body
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
-from services.gateway.store import Change
 from shared.db import Document
 from shared.events import utcnow
 
@@ -135,38 +135,12 @@ async def override_quality(request: web.Request) -> web.Response:
     photo_id = request.match_info["photo_id"]
     body = await json_body(request, OverrideRequest)
 
-    def decide(current: Document) -> Change:
-        photos = dict(current.get("photos") or {})
-        photo = photos.get(photo_id)
-        if photo is None:
-            raise ApiError(404, "not_found")
-        if photo.get("status") != "rejected":
-            raise ApiError(409, "photo_not_rejected")
-        try:
-            transition(current["state"], Action.UPLOAD_PHOTO)  # photos may still change in this state
-        except IllegalTransition as exc:
-            raise ApiError(409, "illegal_transition", state=current["state"]) from exc
-        # What is accepted is imaging's own 480x640 rendering of the refused photo (placed_blob_id), never
-        # the raw upload: a photo that could not even be placed (no face, cut off) cannot be overridden.
-        if not photo.get("placed_blob_id"):
-            raise ApiError(409, "photo_not_placeable")
-        photos[photo_id] = {
-            **photo,
-            "status": "standardized",
-            "standardized_blob_id": photo["placed_blob_id"],
-            "override": {
-                "operator_id": who.operator_id,
-                "reason": body.reason,
-                "reasons_overridden": list(photo.get("reasons") or []),
-                "at": utcnow(),
-            },
-        }
-        fields: dict[str, Any] = {"photos": photos}
-        if (current.get("last_failure") or {}).get("code") == "photo_rejected":
-            fields["last_failure"] = None
-        return Change(set=fields)
-
-    written = await request.app[APPLICATIONS].mutate(application["_id"], decide)
+    written = await request.app[APPLICATIONS].apply(
+        application["_id"],
+        lambda app: photos.override_quality(
+            app, photo_id, operator_id=who.operator_id, reason=body.reason, now=utcnow()
+        ),
+    )
     await request.app[CONSOLE].audit.record(
         request,
         who,
@@ -177,6 +151,6 @@ async def override_quality(request: web.Request) -> web.Response:
         reason=body.reason,
     )
     reply = OverrideResponse(
-        application_id=written["_id"], photo=photo_view(written["_id"], photo_id, written["photos"][photo_id])
+        application_id=written.id, photo=photo_view(written.id, photo_id, written.photos[photo_id].doc())
     )
     return json_response(reply.model_dump(mode="json"))

@@ -13,18 +13,19 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo import IndexModel
 from pymongo.errors import DuplicateKeyError
 
-from services.gateway.applications import Action, IllegalTransition, State, transition
+from services.gateway.applications import State
 from services.gateway.console.auth import CONSOLE, operator
 from services.gateway.console.cases import PREFIX, CaseView, case_view, scoped_application
 from services.gateway.console.operators import Operator, Role
 from services.gateway.context import APPLICATIONS, DATABASE, REQUEST_ID, SCHOOLS
+from services.gateway.domain import review
+from services.gateway.domain.statuses import ReviewDecision
 from services.gateway.http.bodies import json_body
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
-from services.gateway.messages import FAILURE_MESSAGES, REVIEW_REASONS
-from services.gateway.store import Change
+from services.gateway.messages import REVIEW_REASONS
 from shared.db import Document
-from shared.events import ReviewDecided, derived_id, make_event, new_id, utcnow
+from shared.events import new_id, utcnow
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -219,69 +220,22 @@ async def decide_case(request: web.Request) -> web.Response:
     who = await operator(request, *REVIEWERS)
     application = await scoped_application(request, who, request.match_info["application_id"])
     body = await json_body(request, ReviewRequest)
-    if body.decision == "rejected" and body.reason_code not in REVIEW_REASONS:
-        raise ApiError(400, "reason_required", reasons=sorted(REVIEW_REASONS))
-    if (
-        body.decision == "approved"
-        and body.reason_code is not None
-        and body.reason_code not in REVIEW_REASONS
-    ):
-        raise ApiError(400, "reason_required", reasons=sorted(REVIEW_REASONS))
+    command = review.ReviewCase(
+        review_id=new_id(),
+        decision=ReviewDecision(body.decision),
+        reason_code=body.reason_code,
+        note=body.note,
+        operator_id=who.operator_id,
+        trace={"request_id": request[REQUEST_ID]},
+    )
+    review.check_reason(command.decision, command.reason_code)
     leases = Leases(request)
     if await leases.held_by_other(application["_id"], who):
         raise ApiError(409, "review_lease_held")
-    school = await request.app[SCHOOLS].get(application.get("school_code") or "")
-    free = school.free_resubmissions if school else 2
-    review_id = new_id()
-    label = REVIEW_REASONS.get(body.reason_code or "")
-    reason = "：".join(part for part in (label, body.note.strip()) if part) or None
-
-    def decide(current: Document) -> Change:
-        action = Action.REVIEW_APPROVED if body.decision == "approved" else Action.REVIEW_REJECTED
-        try:
-            state = transition(current["state"], action)
-        except IllegalTransition as exc:
-            raise ApiError(409, "illegal_transition", state=current["state"]) from exc
-        photo_id = (current.get("submission") or {}).get("photo_id")
-        review = {
-            "review_id": review_id,
-            "decision": body.decision,
-            "reason_code": body.reason_code,
-            "reason": reason,
-            "note": body.note,
-            "operator_id": who.operator_id,
-            "photo_id": photo_id,
-            "from_state": current["state"],
-            "decided_at": utcnow(),
-        }
-        fields: dict[str, object] = {
-            "state": state,
-            "review": review,
-            "reviews": [*(current.get("reviews") or []), review],
-        }
-        if action is Action.REVIEW_REJECTED:
-            left = int(current.get("resubmissions_left", free))
-            fields["resubmissions_left"] = left
-            message = FAILURE_MESSAGES["review_rejected"].format(reason=label or reason, left=left)
-            fields["last_failure"] = {"code": "review_rejected", "message": message, "at": utcnow()}
-        else:
-            fields["last_failure"] = None
-        event = make_event(
-            ReviewDecided(
-                review_id=review_id,
-                photo_id=photo_id or "",
-                student_id=current.get("student_id") or "",
-                decision=body.decision,
-                reason=reason[:500] if reason else None,
-                operator_id=who.operator_id,
-            ),
-            application_id=current["_id"],
-            event_id=derived_id("review.decided", review_id),
-            trace={"request_id": request[REQUEST_ID]},
-        )
-        return Change(set=fields, events=[event])
-
-    written = await request.app[APPLICATIONS].mutate(application["_id"], decide)
+    rules = await request.app[SCHOOLS].rules(application.get("school_code"))
+    written = await request.app[APPLICATIONS].apply(
+        application["_id"], lambda app: review.decide_review(app, command, rules, utcnow())
+    )
     await leases.release(application["_id"])
     await request.app[CONSOLE].audit.record(
         request,
@@ -293,10 +247,10 @@ async def decide_case(request: web.Request) -> web.Response:
         reason_code=body.reason_code,
     )
     log.info("review decided", application_id=application["_id"], decision=body.decision)
-    review = written["review"]
+    decided = written.review.doc() if written.review else {}
     reply = ReviewResponse(
-        application_id=written["_id"],
-        state=written["state"],
-        review=ReviewRecord(**{k: v for k, v in review.items() if k in ReviewRecord.model_fields}),
+        application_id=written.id,
+        state=written.state.value,
+        review=ReviewRecord(**{k: v for k, v in decided.items() if k in ReviewRecord.model_fields}),
     )
     return json_response(reply.model_dump(mode="json"))

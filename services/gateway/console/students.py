@@ -15,11 +15,11 @@ from services.gateway.console.auth import CONSOLE, operator
 from services.gateway.console.cases import PREFIX, scoped_application
 from services.gateway.console.operators import Role
 from services.gateway.context import APPLICATIONS, DATABASE, PAY, USERS
+from services.gateway.domain import binding
 from services.gateway.http.bodies import json_body
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
 from services.gateway.payments import refund
-from services.gateway.store import Change
 from shared.db import Document
 from shared.logging import get_logger
 from shared.wechat.errors import WeChatPayError
@@ -35,6 +35,18 @@ HISTORY_COLLECTIONS = {
 }
 # Never shown: secrets and the outbox's internal bookkeeping.
 HIDDEN_FIELDS = {"outbox", "qr_text", "session_key", "phone_encrypted"}
+# Shown to admins only: WeChat identifiers of the student and the payer, and payment handles. Below admin
+# they are left out, and any other field holding one of the application's openids reads "<hidden>".
+ADMIN_ONLY_FIELDS = {
+    "owner_openid",
+    "openid",
+    "payer_openid",
+    "payer",
+    "prepay_id",
+    "touser",
+    "created_by_openid",
+}
+OPENID_FIELDS = ("owner_openid", "payer_openid", "created_by", "openid", "touser")
 
 
 class ApplicationSummary(BaseModel):
@@ -65,8 +77,10 @@ class ApplicationHistory(BaseModel):
 
 
 class UnbindResponse(BaseModel):
+    """No openid: operators never need the WeChat account's identifier (issue 13, exposure)."""
+
     application_id: str
-    unbound_openid: str | None
+    had_binding: bool = Field(description="an account or a binding record was released")
 
 
 class RefundRequest(BaseModel):
@@ -80,17 +94,56 @@ class RefundResponse(BaseModel):
     refund: dict[str, Any]
 
 
-def _plain(value: Any) -> Any:
-    """A stored document as JSON-safe data, minus hidden fields and binary payloads."""
+def _plain(
+    value: Any, hidden: frozenset[str] | set[str] = HIDDEN_FIELDS, secrets: frozenset[str] = frozenset()
+) -> Any:
+    """A stored document as JSON-safe data, minus hidden fields, secret values and binary payloads."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items() if k not in HIDDEN_FIELDS}
+        return {str(k): _plain(v, hidden, secrets) for k, v in value.items() if k not in hidden}
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [_plain(v, hidden, secrets) for v in value]
     if isinstance(value, bytes):
         return f"<{len(value)} bytes>"
+    if isinstance(value, str) and secrets:
+        for secret in secrets:
+            value = value.replace(secret, "<hidden>")
+        return value
     if value is None or isinstance(value, str | int | float | bool | datetime):
         return value
     return str(value)
+
+
+def _openids(value: Any, found: set[str]) -> set[str]:
+    """Every value of an openid-holding field anywhere in a document."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in OPENID_FIELDS and isinstance(item, str) and item:
+                found.add(item)
+            elif key == "payer" and isinstance(item, dict) and isinstance(item.get("openid"), str):
+                found.add(item["openid"])
+            else:
+                _openids(item, found)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _openids(item, found)
+    return found
+
+
+def project_history(
+    application: Document, related: dict[str, list[Document]], role: Role
+) -> ApplicationHistory:
+    """The history as `role` may see it: admins everything but secrets; reviewers and support no openids
+    (the student's or the payer's), no prepay ids, no payer ids, wherever they are stored."""
+    if role is Role.ADMIN:
+        return ApplicationHistory(
+            application=_plain(application), **{name: _plain(docs) for name, docs in related.items()}
+        )
+    secrets = frozenset(_openids([application, related], set()))
+    hidden = HIDDEN_FIELDS | ADMIN_ONLY_FIELDS
+    return ApplicationHistory(
+        application=_plain(application, hidden, secrets),
+        **{name: _plain(docs, hidden, secrets) for name, docs in related.items()},
+    )
 
 
 @api.route(
@@ -148,7 +201,7 @@ async def application_history(request: web.Request) -> web.Response:
     related: dict[str, list[Document]] = {}
     for name, order in HISTORY_COLLECTIONS.items():
         cursor = db[name].find({"application_id": application["_id"]}).sort(order, 1).limit(200)
-        related[name] = [_plain(d) async for d in cursor]
+        related[name] = [d async for d in cursor]
     await request.app[CONSOLE].audit.record(
         request,
         who,
@@ -156,28 +209,33 @@ async def application_history(request: web.Request) -> web.Response:
         application_id=application["_id"],
         school_code=application.get("school_code"),
     )
-    reply = ApplicationHistory(application=_plain(application), **related)
+    reply = project_history(application, related, who.role)
     return json_response(reply.model_dump(mode="json"))
 
 
 @api.route(
     "POST",
     f"{PREFIX}/applications/{{application_id}}/unbind",
-    summary="Unbind the student's WeChat account (same effect as 我的 → 解除绑定)",
+    summary="Unbind the student's WeChat account (as 我的 → 解除绑定) and release the student's binding "
+    "whatever it points to (repairs a binding to no account)",
     response=UnbindResponse,
-    errors=("forbidden", "csrf_failed", "not_found"),
+    errors=("forbidden", "csrf_failed", "not_found", "scan_in_flight"),
 )
 async def unbind_student(request: web.Request) -> web.Response:
     who = await operator(request, Role.ADMIN, Role.SUPPORT)
     application = await scoped_application(request, who, request.match_info["application_id"])
     openid = application.get("owner_openid")
+    users = request.app[USERS]
     if openid:
-        users = request.app[USERS]
+        # Refused (409 scan_in_flight) while a code scan is read: its result binds the owner.
+        await request.app[APPLICATIONS].apply(application["_id"], binding.unbind)
         await users.unbind(openid)
         await users.set_fields(openid, student=None)
-        await request.app[APPLICATIONS].mutate(
-            application["_id"], lambda doc: Change(set={"owner_openid": None})
-        )
+    # Whatever the student's binding record points to (another account, or nobody: left behind by the
+    # unbind-during-scan defect), it is released, so the student can bind again: the repair.
+    released = (
+        await users.release_student(application["student_id"]) if application.get("student_id") else False
+    )
     await request.app[CONSOLE].audit.record(
         request,
         who,
@@ -185,10 +243,10 @@ async def unbind_student(request: web.Request) -> web.Response:
         application_id=application["_id"],
         school_code=application.get("school_code"),
         had_binding=bool(openid),
+        binding_released=released,
     )
-    return json_response(
-        UnbindResponse(application_id=application["_id"], unbound_openid=openid).model_dump()
-    )
+    reply = UnbindResponse(application_id=application["_id"], had_binding=bool(openid) or released)
+    return json_response(reply.model_dump())
 
 
 @api.route(
