@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from yarl import URL
 
 from shared.config import Settings
+from shared.db import database_unreachable
 from shared.events import Envelope, EventData, UnknownEventType, utcnow
 from shared.idempotency import Claim, ProcessedEvents
 from shared.logging import get_logger
@@ -48,7 +49,7 @@ PUBLISHED = Counter("bus_published_total", "Events published with a broker confi
 PUBLISH_FAILED = Counter("bus_publish_failed_total", "Publishes that failed or timed out", ["type"])
 HANDLED = Counter(
     "bus_messages_total",
-    "Messages consumed, by outcome (ok, duplicate, retry, dead, malformed)",
+    "Messages consumed, by outcome (ok, duplicate, busy, outage, retry, dead, malformed)",
     ["consumer", "type", "outcome"],
 )
 HANDLER_SECONDS = Histogram(
@@ -77,12 +78,19 @@ Handler = Callable[[E, Envelope], Awaitable[Sequence[Envelope]]]
 
 @dataclass
 class Subscription:
-    """One consumer's handlers, subscribed by event class: `sub.on(PhotoSubmitted)(handler)`."""
+    """One consumer's handlers, subscribed by event class: `sub.on(PhotoSubmitted)(handler)`.
+
+    By default the bus claims each event before its handler runs (`shared/idempotency.py`): one copy at a
+    time, a done event skipped. `claim=False` is for a handler idempotent by construction (its outcome
+    stored under a unique key and its result event ids derived from the input's, as `shared/outcomes.py`
+    does): two database writes fewer per event, and a crashed worker's message is taken over at once.
+    """
 
     consumer: str
     handlers: dict[str, Handler[Any]] = field(default_factory=dict)
+    unclaimed: set[str] = field(default_factory=set)
 
-    def on(self, event_class: type[E]) -> Callable[[Handler[E]], Handler[E]]:
+    def on(self, event_class: type[E], *, claim: bool = True) -> Callable[[Handler[E]], Handler[E]]:
         if event_class not in CONSUMERS.get(self.consumer, ()):
             raise ValueError(f"{self.consumer} does not consume {event_class.__name__} in shared.topology")
 
@@ -90,9 +98,16 @@ class Subscription:
             # The bus parses a message of this type into `event_class` (EVENT_TYPES), so the handler
             # is only ever called with the payload it declares.
             self.handlers[event_class.event_type] = handler
+            if claim:
+                self.unclaimed.discard(event_class.event_type)
+            else:
+                self.unclaimed.add(event_class.event_type)
             return handler
 
         return register
+
+    def claims(self, event_type: str) -> bool:
+        return event_type not in self.unclaimed
 
     def missing(self) -> list[str]:
         """Event types routed to this consumer's queue that no handler takes (they would be parked)."""
@@ -261,51 +276,100 @@ class Bus:
                 sub.consumer, message, headers, f"redelivered {redeliveries} times without an ack", attempt
             )
             return
-        try:
-            claim = await self._processed.claim(sub.consumer, envelope.id)
-        except Exception as exc:
-            # The database is away (a restart, a failover): nothing was done; try again after the delay.
-            if not self.connected:
-                blog.warning("claim interrupted by broker loss", error=repr(exc)[:300])
+        claimed = sub.claims(envelope.type)
+        if claimed:
+            try:
+                claim = await self._processed.claim(sub.consumer, envelope.id)
+            except Exception as exc:
+                if not self.connected:
+                    blog.warning("claim interrupted by broker loss", error=repr(exc)[:300])
+                    return
+                if database_unreachable(exc):
+                    # Nothing was tried: the database is away (a restart, a failover). Not an attempt.
+                    await self._outage(sub, message, headers, envelope, exc, blog)
+                    return
+                await self._fail(sub, message, headers, envelope, attempt + redeliveries, exc, blog)
                 return
-            await self._fail(sub, message, headers, envelope, attempt + redeliveries, exc, blog)
-            return
-        if claim is Claim.DONE:
-            HANDLED.labels(sub.consumer, envelope.type, "duplicate").inc()
-            blog.info("duplicate event skipped")
-            await message.ack()
-            return
-        if claim is Claim.BUSY:
-            # Another copy is being handled right now: wait in the retry queue, never dropped.
-            HANDLED.labels(sub.consumer, envelope.type, "busy").inc()
-            blog.info("event in progress elsewhere, deferred")
-            await self._defer(sub.consumer, message, headers)
-            return
+            if claim.state is Claim.DONE:
+                HANDLED.labels(sub.consumer, envelope.type, "duplicate").inc()
+                blog.info("duplicate event skipped")
+                await message.ack()
+                return
+            if claim.state is Claim.BUSY:
+                # Another copy is being handled right now: wait in the retry queue, never dropped. Look
+                # again when the holder's lease would run out (it renews it while alive).
+                HANDLED.labels(sub.consumer, envelope.type, "busy").inc()
+                blog.info("event in progress elsewhere, deferred", lease_left_s=round(claim.lease_left_s, 2))
+                await self._defer(sub.consumer, message, headers, claim.lease_left_s + 0.05)
+                return
         QUEUE_LAG.labels(sub.consumer, envelope.type).observe(
             max((utcnow() - envelope.occurred_at).total_seconds(), 0.0)
         )
         started = time.perf_counter()
+        heartbeat = (
+            asyncio.create_task(self._heartbeat(sub.consumer, envelope.id, blog), name="claim-heartbeat")
+            if claimed
+            else None
+        )
         try:
             results = await handler(payload, envelope)
             await self.publish_many(results)
-            await self._processed.complete(sub.consumer, envelope.id)
+            if claimed:
+                await self._processed.complete(sub.consumer, envelope.id)
         except asyncio.CancelledError:
             # The broker connection went and its delivery tasks with it: give the claim up, so that the
             # redelivery is handled at once instead of waiting out the lease. Nothing to ack any more.
-            await asyncio.shield(_quietly(self._processed.release(sub.consumer, envelope.id)))
+            if claimed:
+                await asyncio.shield(_quietly(self._processed.release(sub.consumer, envelope.id)))
             raise
         except Exception as exc:
-            await _quietly(self._processed.release(sub.consumer, envelope.id))
+            if claimed:
+                await _quietly(self._processed.release(sub.consumer, envelope.id))
             if not self.connected:
                 # The broker is gone: neither ack nor retry is possible; redelivery will come.
                 blog.warning("handler interrupted by broker loss", error=repr(exc)[:300])
                 return
+            if database_unreachable(exc) and not isinstance(exc, PermanentError):
+                await self._outage(sub, message, headers, envelope, exc, blog)
+                return
             await self._fail(sub, message, headers, envelope, attempt + redeliveries, exc, blog)
             return
         finally:
+            if heartbeat is not None:
+                heartbeat.cancel()
             HANDLER_SECONDS.labels(sub.consumer, envelope.type).observe(time.perf_counter() - started)
         HANDLED.labels(sub.consumer, envelope.type, "ok").inc()
         await message.ack()
+
+    async def _heartbeat(self, consumer: str, event_id: str, blog: Any) -> None:
+        """Renew the claim's lease while the handler runs, so only a dead worker's claim runs out."""
+        assert self._processed is not None
+        interval = self._settings.claim_heartbeat_s
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if not await self._processed.renew(consumer, event_id):
+                    # Taken over after a lease ran out (this process stalled, or the database was away
+                    # longer than the lease). The handler is idempotent: finishing is still safe.
+                    blog.warning("claim lost while handling")
+                    return
+            except Exception as exc:  # the database is away: keep trying, the lease may outlast it
+                blog.warning("claim heartbeat failed", error=repr(exc)[:200])
+
+    async def _outage(
+        self,
+        sub: Subscription,
+        message: AbstractIncomingMessage,
+        headers: dict[str, Any],
+        envelope: Envelope,
+        exc: Exception,
+        blog: Any,
+    ) -> None:
+        """The database could not be reached: wait in the retry queue without counting an attempt, for
+        as long as the outage lasts. The message is not at fault, so an outage never parks it."""
+        HANDLED.labels(sub.consumer, envelope.type, "outage").inc()
+        blog.warning("database unreachable, will retry; not counted as an attempt", error=repr(exc)[:300])
+        await self._defer(sub.consumer, message, headers, self._settings.bus_retry_delay_ms / 1000)
 
     async def _fail(
         self,
@@ -331,9 +395,12 @@ class Bus:
         await self._publish_to_queue(retry_queue(sub.consumer), retry)
         await message.ack()
 
-    async def _defer(self, consumer: str, message: AbstractIncomingMessage, headers: dict[str, Any]) -> None:
+    async def _defer(
+        self, consumer: str, message: AbstractIncomingMessage, headers: dict[str, Any], delay_s: float
+    ) -> None:
+        """Back through the retry queue, the attempt count unchanged; never later than the retry delay."""
         deferred = copy_message(message, headers, {})
-        deferred.expiration = self._settings.bus_retry_delay_ms / 1000
+        deferred.expiration = max(min(delay_s, self._settings.bus_retry_delay_ms / 1000), 0.0)
         await self._publish_to_queue(retry_queue(consumer), deferred)
         await message.ack()
 

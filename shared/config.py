@@ -34,9 +34,11 @@ class Settings(BaseSettings):
     bus_publish_timeout_s: float = Field(default=10.0, gt=0)
     # How soon a lost broker connection is retried; the robust connection restores the topology.
     bus_reconnect_interval_s: float = Field(default=2.0, gt=0)
-    # A claim on an event lasts this long; it must exceed the slowest handler. After a crash, the
-    # redelivered event waits (in the retry queue) at most this long before another worker takes over.
-    bus_claim_lease_s: float = Field(default=60.0, gt=0)
+    # A claim on an event lasts this long and is renewed every BUS_CLAIM_HEARTBEAT_S while its handler
+    # runs, so it need not outlast the slowest handler. After a crash the redelivered event waits (in the
+    # retry queue) at most this long before another worker takes over.
+    bus_claim_lease_s: float = Field(default=10.0, gt=0)
+    bus_claim_heartbeat_s: float = Field(default=3.0, gt=0)
     # Time given to in-flight messages on SIGTERM before the connection is closed.
     drain_timeout_s: float = Field(default=30.0, ge=0)
 
@@ -45,6 +47,11 @@ class Settings(BaseSettings):
 
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)
+
+    @property
+    def claim_heartbeat_s(self) -> float:
+        """The heartbeat actually used: at least three per lease, so one slow write loses no live claim."""
+        return min(self.bus_claim_heartbeat_s, self.bus_claim_lease_s / 3)
 
     @property
     def json_logs(self) -> bool:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pymongo import AsyncMongoClient, IndexModel
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import ConnectionFailure
 
 from shared import dbstats
 from shared.config import Settings
@@ -19,6 +20,19 @@ SHARED_INDEXES: IndexSpec = {
     # Idempotent consumption: one row per (consumer, event id).
     "processed_events": [IndexModel([("processed_at", 1)])],
 }
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """True when `exc` (or what caused it) says the database could not be reached: a restart, a
+    failover, a network cut. Such a failure says nothing about the message being handled."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConnectionFailure):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 class Database:

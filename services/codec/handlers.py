@@ -2,7 +2,7 @@
 
 At-least-once: the outcome is stored in `codes` under the scan id before the result is published, so a
 redelivered scan (worker killed, broker lost) republishes the stored outcome under the same event id
-instead of deciding twice.
+instead of deciding twice (`shared/outcomes.py`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo import IndexModel
-from pymongo.errors import DuplicateKeyError
 
 from services.codec.cipher import CodeCipher, DecryptionFailed, NotChsiCode
 from services.codec.config import CodecSettings
@@ -30,12 +29,9 @@ from shared.events import (
     CodeRejected,
     CodeScanned,
     Envelope,
-    EventData,
-    derived_id,
-    make_event,
-    utcnow,
 )
 from shared.logging import get_logger
+from shared.outcomes import StoredOutcomes
 
 log = get_logger(__name__)
 
@@ -63,29 +59,23 @@ class CodecHandlers:
     def __init__(
         self, database: Database, blobs: BlobStore, settings: CodecSettings, cipher: CodeCipher
     ) -> None:
-        self._codes = database.db["codes"]
+        self._outcomes = StoredOutcomes(
+            database.db["codes"], producer="codec", input_event_field="scan_event_id"
+        )
         self._blobs = blobs
         self._settings = settings
         self._cipher = cipher
 
     def subscription(self) -> Subscription:
         sub = Subscription("codec")
-        sub.on(CodeScanned)(self.on_code_scanned)
+        # Idempotent by construction (one stored outcome per scan): no bus claim.
+        sub.on(CodeScanned, claim=False)(self.on_code_scanned)
         return sub
 
     async def on_code_scanned(self, payload: CodeScanned, envelope: Envelope) -> list[Envelope]:
-        stored = await self._codes.find_one({"_id": payload.scan_id})
-        if stored is None:
+        async def decide() -> Document:
             log.info("code scan started", scan_id=payload.scan_id, source=payload.source)
             outcome = await self._decide(payload)
-            stored = _document(envelope, payload, outcome)
-            try:
-                await self._codes.insert_one(stored)
-            except DuplicateKeyError:
-                # A concurrent delivery of the same scan stored its outcome first: publish that one.
-                found = await self._codes.find_one({"_id": payload.scan_id})
-                assert found is not None
-                stored = found
             log.info(
                 "code scan decided",
                 scan_id=payload.scan_id,
@@ -94,9 +84,10 @@ class CodecHandlers:
                 stage=outcome.stage,
                 ms=round(outcome.ms, 1),
             )
-        else:
-            log.info("code scan already decided, republishing", scan_id=payload.scan_id)
-        return [_result_event(envelope, stored)]
+            return _document(payload, outcome)
+
+        outcome = await self._outcomes.decide_once(payload.scan_id, envelope, decide)
+        return [outcome.result(_result(outcome.document), envelope)]
 
     async def _decide(self, scan: CodeScanned) -> Outcome:
         started = time.perf_counter()
@@ -137,18 +128,12 @@ def _rejected(reason: str, stage: str, started: float, mismatched: tuple[str, ..
     return Outcome("rejected", stage, (time.perf_counter() - started) * 1000, reason, mismatched)
 
 
-def _document(envelope: Envelope, scan: CodeScanned, outcome: Outcome) -> Document:
+def _document(scan: CodeScanned, outcome: Outcome) -> Document:
     doc: dict[str, Any] = {
-        "_id": scan.scan_id,
-        "scan_event_id": envelope.id,
-        "application_id": envelope.application_id,
         "source": scan.source,
         "status": outcome.status,
         "stage": outcome.stage,
         "ms": round(outcome.ms, 2),
-        "decided_at": utcnow(),
-        # The result event id is fixed here, so a republish after a crash carries the same id.
-        "result_event_id": derived_id("codec", envelope.id),
     }
     if outcome.status == "decoded":
         assert outcome.student is not None
@@ -161,24 +146,16 @@ def _document(envelope: Envelope, scan: CodeScanned, outcome: Outcome) -> Docume
     return doc
 
 
-def _result_event(envelope: Envelope, stored: Document) -> Envelope:
-    data: EventData
+def _result(stored: Document) -> CodeDecoded | CodeRejected:
     if stored["status"] == "decoded":
-        data = CodeDecoded(
+        return CodeDecoded(
             scan_id=stored["_id"],
             student=ChsiStudent.model_validate(stored["student"]),
             stage=stored["stage"],
         )
-    else:
-        data = CodeRejected(
-            scan_id=stored["_id"],
-            reason=stored["reason"],
-            message=stored["message"],
-            mismatched_fields=stored["mismatched_fields"],
-        )
-    return make_event(
-        data,
-        application_id=envelope.application_id,
-        event_id=stored["result_event_id"],
-        trace=envelope.trace,
+    return CodeRejected(
+        scan_id=stored["_id"],
+        reason=stored["reason"],
+        message=stored["message"],
+        mismatched_fields=stored["mismatched_fields"],
     )

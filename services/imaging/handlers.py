@@ -3,8 +3,8 @@
 
 At-least-once: the outcome is stored in `photos` under the photo id before the result is returned for
 publishing, so a redelivered submission (worker killed, broker lost) republishes the stored outcome
-under the same event id instead of judging the photo twice. A standardised JPEG left in GridFS by an
-attempt that died before storing its outcome is deleted before the next attempt writes its own.
+under the same event id instead of judging the photo twice (`shared/outcomes.py`). A standardised JPEG
+left in GridFS by an attempt that died before storing its outcome is deleted once an outcome is stored.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 from typing import Any
 
 from pymongo import IndexModel
-from pymongo.errors import DuplicateKeyError
 
 from services.imaging.config import ImagingSettings
 from services.imaging.messages import rejection_message
@@ -26,17 +25,14 @@ from shared.bus import Subscription
 from shared.db import Database, Document
 from shared.events import (
     Envelope,
-    EventData,
     PhotoGeometry,
     PhotoRejected,
     PhotoStandardized,
     PhotoSubmitted,
     QualityMeasure,
-    derived_id,
-    make_event,
-    utcnow,
 )
 from shared.logging import get_logger
+from shared.outcomes import StoredOutcomes
 
 log = get_logger(__name__)
 
@@ -70,7 +66,9 @@ class ImagingHandlers:
     def __init__(
         self, database: Database, blobs: BlobStore, settings: ImagingSettings, pool: ModelPool
     ) -> None:
-        self._photos = database.db["photos"]
+        self._outcomes = StoredOutcomes(
+            database.db["photos"], producer="imaging", input_event_field="submitted_event_id"
+        )
         self._blob_files = database.db["blobs.files"]
         self._blobs = blobs
         self._settings = settings
@@ -85,26 +83,22 @@ class ImagingHandlers:
 
     def subscription(self) -> Subscription:
         sub = Subscription("imaging")
-        sub.on(PhotoSubmitted)(self.on_photo_submitted)
+        # Idempotent by construction (one stored outcome per photo): no bus claim.
+        sub.on(PhotoSubmitted, claim=False)(self.on_photo_submitted)
         return sub
 
     async def on_photo_submitted(self, payload: PhotoSubmitted, envelope: Envelope) -> list[Envelope]:
-        stored = await self._photos.find_one({"_id": payload.photo_id})
-        if stored is None:
+        async def decide() -> Document:
             log.info("photo check started", photo_id=payload.photo_id, source=payload.source)
-            await self._remove_orphans(payload.photo_id)
             report, blob_id = await self._decide(payload)
-            stored = _document(envelope, payload, report, blob_id)
-            try:
-                await self._photos.insert_one(stored)
-            except DuplicateKeyError:
-                # A concurrent delivery stored its outcome first: publish that one, drop our JPEG.
-                if blob_id is not None:
-                    with contextlib.suppress(BlobNotFound):
-                        await self._blobs.delete(blob_id)
-                found = await self._photos.find_one({"_id": payload.photo_id})
-                assert found is not None
-                stored = found
+            return _document(payload, report, blob_id)
+
+        outcome = await self._outcomes.decide_once(
+            payload.photo_id, envelope, decide, discard=self._discard_rendering
+        )
+        stored = outcome.document
+        if outcome.decided_here:
+            await self._remove_orphans(payload.photo_id, stored)
             log.info(
                 "photo check decided",
                 photo_id=payload.photo_id,
@@ -112,9 +106,14 @@ class ImagingHandlers:
                 reasons=stored["reasons"],
                 ms=stored["ms"],
             )
-        else:
-            log.info("photo already decided, republishing", photo_id=payload.photo_id)
-        return [_result_event(envelope, stored)]
+        return [outcome.result(_result(stored), envelope)]
+
+    async def _discard_rendering(self, lost: Document) -> None:
+        """A concurrent delivery stored its outcome first: drop the JPEG this one wrote."""
+        blob_id = lost.get("standardized_blob_id") or lost.get("placed_blob_id")
+        if blob_id is not None:
+            with contextlib.suppress(BlobNotFound):
+                await self._blobs.delete(blob_id)
 
     async def _decide(self, submitted: PhotoSubmitted) -> tuple[Report, str | None]:
         try:
@@ -146,21 +145,23 @@ class ImagingHandlers:
                 data, models, standard=self._settings.standard, source=source, limits=self._limits
             )
 
-    async def _remove_orphans(self, photo_id: str) -> None:
-        """Delete standardised JPEGs of this photo left by an attempt that died before deciding."""
+    async def _remove_orphans(self, photo_id: str, stored: Document) -> None:
+        """Delete standardised JPEGs of this photo that its stored outcome does not use: left by an
+        attempt that died before storing, or by a concurrent one still running (it will lose its insert).
+        After the store, not before: before, it could delete a concurrent attempt's JPEG that wins."""
+        kept = {stored.get("standardized_blob_id"), stored.get("placed_blob_id")}
         async for orphan in self._blob_files.find({"metadata.photo_id": photo_id}, {"metadata": 1}):
-            if (orphan.get("metadata") or {}).get("kind") == STANDARDIZED_KIND:
+            if (orphan.get("metadata") or {}).get("kind") == STANDARDIZED_KIND and str(
+                orphan["_id"]
+            ) not in kept:
                 with contextlib.suppress(BlobNotFound):
                     await self._blobs.delete(str(orphan["_id"]))
                 log.info("orphaned standardised photo removed", photo_id=photo_id)
 
 
-def _document(envelope: Envelope, submitted: PhotoSubmitted, report: Report, blob_id: str | None) -> Document:
+def _document(submitted: PhotoSubmitted, report: Report, blob_id: str | None) -> Document:
     reasons = report.reasons
     doc: dict[str, Any] = {
-        "_id": submitted.photo_id,
-        "submitted_event_id": envelope.id,
-        "application_id": envelope.application_id,
         "student_id": submitted.student_id,
         "source": submitted.source,
         "standardisation_number": submitted.standardisation_number,
@@ -173,36 +174,25 @@ def _document(envelope: Envelope, submitted: PhotoSubmitted, report: Report, blo
         "measures": [measure_event(m).model_dump() for m in report.measures],
         "geometry": report.geometry,
         "ms": round(report.ms, 1),
-        "decided_at": utcnow(),
-        # The result event id is fixed here, so a republish after a crash carries the same id.
-        "result_event_id": derived_id("imaging", envelope.id),
     }
     return doc
 
 
-def _result_event(envelope: Envelope, stored: Document) -> Envelope:
+def _result(stored: Document) -> PhotoStandardized | PhotoRejected:
     measures = [QualityMeasure.model_validate(m) for m in stored["measures"]]
     geometry = PhotoGeometry.model_validate(stored["geometry"]) if stored.get("geometry") else None
-    data: EventData
     if stored["status"] == "standardized":
-        data = PhotoStandardized(
+        return PhotoStandardized(
             photo_id=stored["_id"],
             standardized_blob_id=stored["standardized_blob_id"],
             measures=measures,
             geometry=geometry,
         )
-    else:
-        data = PhotoRejected(
-            photo_id=stored["_id"],
-            measures=measures,
-            reasons=stored["reasons"],
-            messages=stored["messages"],
-            geometry=geometry,
-            placed_blob_id=stored.get("placed_blob_id"),
-        )
-    return make_event(
-        data,
-        application_id=envelope.application_id,
-        event_id=stored["result_event_id"],
-        trace=envelope.trace,
+    return PhotoRejected(
+        photo_id=stored["_id"],
+        measures=measures,
+        reasons=stored["reasons"],
+        messages=stored["messages"],
+        geometry=geometry,
+        placed_blob_id=stored.get("placed_blob_id"),
     )

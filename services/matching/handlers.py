@@ -2,7 +2,8 @@
 
 At-least-once: the outcome is stored in `matches` under the photo id before the result is published,
 so a redelivered event (worker killed, broker lost) republishes the stored outcome under the same
-event id instead of comparing twice. Embeddings are never stored: only scores and counts.
+event id instead of comparing twice (`shared/outcomes.py`); a re-confirmation of an already compared photo
+(a new event) gets the stored outcome under an id of its own. Embeddings are never stored: only scores and counts.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from typing import Any
 
 from prometheus_client import Counter, Histogram
 from pymongo import IndexModel
-from pymongo.errors import DuplicateKeyError
 
 from services.matching.compare import Comparison, FaceRules, PhotoReading, compare_photos, read_photo
 from services.matching.config import MatchingSettings
@@ -24,8 +24,9 @@ from services.matching.score import band
 from shared.blobs import BlobNotFound, BlobStore
 from shared.bus import Subscription
 from shared.db import Database, Document
-from shared.events import Envelope, MatchScored, PhotoConfirmed, derived_id, make_event, utcnow
+from shared.events import Envelope, MatchScored, PhotoConfirmed
 from shared.logging import get_logger
+from shared.outcomes import StoredOutcomes
 
 log = get_logger(__name__)
 
@@ -55,6 +56,9 @@ class MatchingHandlers:
         self, database: Database, blobs: BlobStore, settings: MatchingSettings, engine: FaceEngine
     ) -> None:
         self._matches = database.db["matches"]
+        self._outcomes = StoredOutcomes(
+            self._matches, producer="matching", input_event_field="confirmed_event_id"
+        )
         self._blobs = blobs
         self._settings = settings
         self._engine = engine
@@ -63,24 +67,23 @@ class MatchingHandlers:
 
     def subscription(self) -> Subscription:
         sub = Subscription("matching")
-        sub.on(PhotoConfirmed)(self.on_photo_confirmed)
+        # Idempotent by construction (one stored outcome per photo): no bus claim.
+        sub.on(PhotoConfirmed, claim=False)(self.on_photo_confirmed)
         return sub
 
     async def on_photo_confirmed(self, payload: PhotoConfirmed, envelope: Envelope) -> list[Envelope]:
-        stored = await self._matches.find_one({"_id": payload.photo_id})
-        if stored is None:
+        comparisons: list[Comparison] = []
+
+        async def decide() -> Document:
             log.info("comparison started", photo_id=payload.photo_id, engine=self._engine.name)
             comparison = await self._compare(payload)
-            stored = await self._document(envelope, payload, comparison)
-            try:
-                await self._matches.insert_one(stored)
-            except DuplicateKeyError:
-                # A concurrent delivery of the same photo stored its outcome first: publish that one.
-                found = await self._matches.find_one({"_id": payload.photo_id})
-                assert found is not None
-                stored = found
-            else:
-                _observe(comparison, stored)
+            comparisons.append(comparison)
+            return await self._document(payload, comparison)
+
+        outcome = await self._outcomes.decide_once(payload.photo_id, envelope, decide)
+        stored = outcome.document
+        if outcome.decided_here:
+            _observe(comparisons[0], stored)
             log.info(
                 "comparison decided",
                 photo_id=payload.photo_id,
@@ -92,9 +95,7 @@ class MatchingHandlers:
                 needs_registrar=stored["needs_registrar"],
                 ms=stored["ms"],
             )
-        else:
-            log.info("comparison already decided, republishing", photo_id=payload.photo_id)
-        return [_result_event(envelope, stored)]
+        return [outcome.result(_result(stored), envelope)]
 
     async def _compare(self, confirmed: PhotoConfirmed) -> Comparison:
         photo, eyes = await self._standardized(confirmed.standardized_blob_id)
@@ -137,7 +138,7 @@ class MatchingHandlers:
             return None, None
         return data, _eyes(metadata.get("eyes_px"))
 
-    async def _document(self, envelope: Envelope, confirmed: PhotoConfirmed, result: Comparison) -> Document:
+    async def _document(self, confirmed: PhotoConfirmed, result: Comparison) -> Document:
         reason = result.reason
         scored = reason is None
         failed_before = await self._matches.count_documents(
@@ -161,9 +162,6 @@ class MatchingHandlers:
             assert reason is not None
             message = reason_message(reason)
         return {
-            "_id": confirmed.photo_id,
-            "confirmed_event_id": envelope.id,
-            "application_id": envelope.application_id,
             "student_id": confirmed.student_id,
             "status": "scored" if scored else "failed",
             "score": result.score if scored else None,
@@ -191,9 +189,6 @@ class MatchingHandlers:
             "failed_compliant_photos": failed,
             "needs_registrar": needs_registrar,
             "registrar_limit": self._settings.matching_registrar_after_failures,
-            "decided_at": utcnow(),
-            # Fixed here, so a republish after a crash carries the same id.
-            "result_event_id": derived_id("matching", envelope.id),
         }
 
 
@@ -204,33 +199,20 @@ def _observe(result: Comparison, stored: Document) -> None:
         STAGE_SECONDS.labels(result.engine, stage).observe(ms / 1000.0)
 
 
-def _result_event(envelope: Envelope, stored: Document) -> Envelope:
-    # A re-confirmation of an already compared photo (a new event, same photo) gets the stored outcome
-    # under an id of its own; a redelivery of the original event gets the original id.
-    event_id = (
-        stored["result_event_id"]
-        if stored["confirmed_event_id"] == envelope.id
-        else derived_id("matching", envelope.id)
-    )
-    data: dict[str, Any] = {
-        "photo_id": stored["_id"],
-        "student_id": stored["student_id"],
-        "score": stored["score"] if stored["score"] is not None else 0.0,
-        "passed": stored["passed"],
-        "engine": stored["engine"],
-        "model": stored["model"],
-        "pass_mark": stored["pass_mark"],
-        "reason": stored["reason"],
-        "message": stored["message"],
-        "failed_compliant_photos": stored["failed_compliant_photos"],
-        "needs_registrar": stored["needs_registrar"],
-        "band": stored.get("band"),
-    }
-    return make_event(
-        MatchScored.model_validate(data),
-        application_id=envelope.application_id,
-        event_id=event_id,
-        trace=envelope.trace,
+def _result(stored: Document) -> MatchScored:
+    return MatchScored(
+        photo_id=stored["_id"],
+        student_id=stored["student_id"],
+        score=stored["score"] if stored["score"] is not None else 0.0,
+        passed=stored["passed"],
+        engine=stored["engine"],
+        model=stored["model"],
+        pass_mark=stored["pass_mark"],
+        reason=stored["reason"],
+        message=stored["message"],
+        failed_compliant_photos=stored["failed_compliant_photos"],
+        needs_registrar=stored["needs_registrar"],
+        band=stored.get("band"),
     )
 
 

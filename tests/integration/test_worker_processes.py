@@ -53,8 +53,11 @@ async def decided(student, scan_id: str, timeout: float = 60) -> dict:
         assert asyncio.get_running_loop().time() < deadline, "scan still pending"
 
 
-async def test_worker_killed_mid_message_is_redelivered_and_recorded_once(env, subprocess_env):
-    worker_env = {**subprocess_env, "BUS_CLAIM_LEASE_S": "2", "HTTP_PORT": str(free_port())}
+async def test_worker_killed_mid_message_is_taken_over_within_seconds_and_recorded_once(env, subprocess_env):
+    """16.4: with the default settings (no short lease for the test), a scan whose worker was killed is
+    decided by the next worker within seconds, not after a 60 s claim lease: the codec is idempotent by
+    construction and takes no claim, so the broker's redelivery is handled at once."""
+    worker_env = {**subprocess_env, "HTTP_PORT": str(free_port())}
     async with running_system(env, with_codec=False) as system:
         first = await ServiceProcess("services.codec", worker_env).start()
         try:
@@ -62,13 +65,19 @@ async def test_worker_killed_mid_message_is_redelivered_and_recorded_once(env, s
             student = await system.student()
             body = await submit(student, slow_image())
             await first.wait_for_log("code scan started")
-            first.signal(signal.SIGKILL)  # mid-message: claimed, nothing decided, nothing acked
+            first.signal(signal.SIGKILL)  # mid-message: nothing decided, nothing acked
             assert await first.wait() == -signal.SIGKILL
             assert await system.gateway.database.db["codes"].count_documents({}) == 0
 
             second_env = {**worker_env, "HTTP_PORT": str(free_port())}
             second = await ServiceProcess("services.codec", second_env).start()
             try:
+                await second.wait_for_log("codec ready", timeout=60)
+                ready = asyncio.get_running_loop().time()
+                started = await second.wait_for_log("code scan started", timeout=30)
+                taken_over_s = asyncio.get_running_loop().time() - ready
+                assert started["scan_id"] == body["scan_id"]
+                assert taken_over_s < 10, taken_over_s
                 result = await decided(student, body["scan_id"])
                 assert result["status"] == "rejected" and result["reason"] == "no_code_found"
                 decided_line = await second.wait_for_log("code scan decided")
@@ -79,9 +88,8 @@ async def test_worker_killed_mid_message_is_redelivered_and_recorded_once(env, s
             await first.stop()
         db = system.gateway.database.db
         assert await db["codes"].count_documents({"_id": body["scan_id"]}) == 1
-        claim = await db["processed_events"].find_one({"consumer": "codec"})
-        assert claim["state"] == "done"
-        assert await db["processed_events"].count_documents({"consumer": "gateway"}) == 1
+        assert await db["processed_events"].count_documents({"consumer": "codec"}) == 0  # no claim taken
+        assert await db["processed_events"].count_documents({"consumer": "gateway", "state": "done"}) == 1
 
 
 async def test_probes_metrics_and_graceful_drain_on_sigterm(env, subprocess_env):
