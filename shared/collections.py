@@ -12,8 +12,10 @@ from dataclasses import dataclass
 # Not a service: rows written through shared/ code by every process (each its own rows).
 SHARED = "shared"
 # The only modules that may delete or strip (replace without the personal fields) documents of another
-# service's collection, and only of the collections that name their service in `erased_by`.
-PRIVACY_JOBS = ("services.gateway.retention", "services.gateway.erasure")
+# service's collection, and only of the collections that name their service in `erased_by`: retention,
+# PIPL erasure, and the roster import (a student's admission photo replaced or removed takes matching's
+# reading of it along).
+PRIVACY_JOBS = ("services.gateway.retention", "services.gateway.erasure", "services.gateway.roster")
 
 
 @dataclass(frozen=True)
