@@ -185,8 +185,12 @@ def report(totals: dict[bool, tuple[Counter[str], float]], events: int) -> None:
             *rows,
             "",
             f"Ratio after/before: commands {ops_ratio:.2f}, database CPU {cpu_ratio:.2f}. The claim costs two"
-            " writes per event (insert the claim, mark it done); the handler's own find + insert stay."
-            " The gateway and notify keep their claims (docs/architecture.md, The bus).",
+            " writes per event (insert the claim, mark it done); the handler's own find + insert stay.",
+            "",
+            "Per journey (one photo): 10 events consumed; before, each took a claim (20 writes). Now 6 take"
+            " none (codec, imaging, matching, and the gateway's photo result, match result and"
+            " `order.paid.v1`), 4 keep theirs (the gateway's code result; notify's three): 12 writes fewer"
+            " per journey. Why each keeps or drops it: docs/architecture.md, At-least-once.",
         ]
     )
     write_section("bus", body)

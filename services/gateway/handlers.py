@@ -40,12 +40,15 @@ class GatewayHandlers:
 
     def subscription(self) -> Subscription:
         sub = Subscription("gateway")
+        # Claimed: applying a code result binds the account and may merge applications (several writes).
         sub.on(CodeDecoded)(self.on_code_result)
         sub.on(CodeRejected)(self.on_code_result)
-        sub.on(PhotoStandardized)(self.on_photo_result)
-        sub.on(PhotoRejected)(self.on_photo_result)
-        sub.on(MatchScored)(self.on_match_scored)
-        sub.on(OrderPaid)(self.on_order_paid)
+        # Idempotent by construction, no claim (docs/architecture.md): one versioned write of one
+        # application, whose decision changes nothing for a result already applied; and a log line.
+        sub.on(PhotoStandardized, claim=False)(self.on_photo_result)
+        sub.on(PhotoRejected, claim=False)(self.on_photo_result)
+        sub.on(MatchScored, claim=False)(self.on_match_scored)
+        sub.on(OrderPaid, claim=False)(self.on_order_paid)
         return sub
 
     # --- collection code ------------------------------------------------------------------------

@@ -128,6 +128,7 @@ OUTAGE_S = float(os.environ.get("TEST_DB_OUTAGE_S", "25"))
 PRODUCTION_TIMINGS = os.environ.get("TEST_DB_OUTAGE_DEFAULTS") == "1"
 
 
+@pytest.mark.timeout(OUTAGE_S + 300)
 async def test_a_database_outage_is_not_a_delivery_attempt_and_parks_nothing(env, tmp_path):
     """13.9: the real nx-27017 stopped for longer than the old failure point and started again: every
     scan published before, during and after the outage gets exactly one outcome and one result applied;

@@ -179,7 +179,8 @@ async def test_duplicate_submission_is_one_scan_and_one_event(env):
         db = system.gateway.database.db
         assert await db["applications"].count_documents({}) == 1
         assert await db["codes"].count_documents({}) == 1
-        assert await db["processed_events"].count_documents({"consumer": "codec"}) == 1
+        # One event, one result applied (the codec takes no claim: its one outcome is the `codes` document).
+        assert await db["processed_events"].count_documents({"consumer": "gateway"}) == 1
         # The same key with a different request is refused, and the first submission stands.
         status, body = await student.request(
             "POST", "/api/v1/codes", json={**payload, "name": "钱小红"}, headers=headers
