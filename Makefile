@@ -19,6 +19,7 @@ help:
 	@echo "make bench-matching  face-comparison time on 2 MP photos vs the face_recognition call sequence -> bench/RESULTS.md"
 	@echo "make bench-notify  subscribe messages/s end to end vs the sandbox's raw rate -> bench/RESULTS.md"
 	@echo "make bench-console approve -> next case shown in the console page (headless chromium) vs the bare API calls -> bench/RESULTS.md"
+	@echo "make client-e2e   the mini-program's journeys through a Node wx against a stack it starts (JOURNEYS=5)"
 	@echo "make fmt          format the code with ruff"
 
 # The virtualenv is (re)built whenever pyproject.toml changes.
@@ -88,6 +89,12 @@ bench-notify: $(STAMP)
 bench-console: $(STAMP)
 	@[ -x /usr/bin/chromium ] || { [ "$$(id -u)" = 0 ] && apt-get install -y -qq chromium >/dev/null; } || { echo "install chromium: sudo apt-get install -y chromium"; exit 1; }
 	$(BIN)/python -m bench.console
+
+# The mini-program's contract end-to-end test alone, on a stack of its own; the summary JSON is the last line.
+JOURNEYS ?= 5
+.PHONY: client-e2e
+client-e2e: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m tests.client --journeys $(JOURNEYS)
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -4,7 +4,25 @@ const config = require('./config')
 const { createApi } = require('./core/api')
 
 const store = {}
-const api = createApi({ wx, baseUrl: config.baseUrl, retries: config.retries })
+const api = createApi({ wx, baseUrl: config.baseUrl, retries: config.retries, loginCode: config.sandboxUrl ? sandboxLoginCode : null })
+
+// Development against the WeChat sandbox only (config.sandboxUrl): a login code for this install's test openid.
+function sandboxLoginCode() {
+  let openid = wx.getStorageSync('sandbox_openid')
+  if (!openid) {
+    openid = `oDevTools${Date.now().toString(36)}${Math.random().toString(36).slice(2, 10)}`.slice(0, 28)
+    wx.setStorageSync('sandbox_openid', openid)
+  }
+  return new Promise((resolve, reject) => {
+    wx.request({
+      url: `${config.sandboxUrl}/sandbox/login-codes`,
+      method: 'POST',
+      data: { openid },
+      success: res => (res.statusCode === 201 ? resolve(res.data.code) : reject(new Error(`sandbox login code: ${res.statusCode}`))),
+      fail: reject,
+    })
+  })
+}
 
 App({
   globalData: { store },

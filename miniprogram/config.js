@@ -8,4 +8,8 @@ module.exports = {
   longPollSeconds: 20, // GET /codes/{id}?wait=N (the gateway caps N at 25)
   pollIntervalMs: 1000, // GET /application while a worker runs
   retries: 3, // a request that failed for a transient reason is retried with the same Idempotency-Key
+  // Development only: the WeChat sandbox of `make run` (http://127.0.0.1:8090). DevTools' wx.login codes come
+  // from the real WeChat, which the sandbox cannot exchange; with this set, the login code is minted by the
+  // sandbox for a per-install test openid instead. Leave empty for a real appid.
+  sandboxUrl: '',
 }

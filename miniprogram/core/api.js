@@ -149,6 +149,7 @@ function createApi(options) {
   }
 
   function wxLogin() {
+    if (options.loginCode) return options.loginCode()
     return new Promise((resolve, reject) => {
       wx.login({
         success: res => resolve(res.code),

@@ -213,6 +213,17 @@ class ClientStack:
         with urllib.request.urlopen(request, timeout=30) as answer:
             return dict(json.loads(answer.read()))
 
+    def _sandbox_get(self, path: str) -> dict[str, Any]:
+        with urllib.request.urlopen(f"{self.sandbox_url}{path}", timeout=30) as answer:
+            return dict(json.loads(answer.read()))
+
+    def sandbox_messages(self) -> list[dict[str, Any]]:
+        """The subscribe messages WeChat (the sandbox) accepted."""
+        return list(self._sandbox_get("/sandbox/messages")["messages"])
+
+    def sandbox_orders(self) -> list[dict[str, Any]]:
+        return list(self._sandbox_get("/sandbox/orders")["orders"])
+
     def metrics_url(self) -> str | None:
         url = f"{self.gateway_url}/metrics"
         try:
