@@ -10,7 +10,7 @@ from datetime import timedelta
 import aiohttp
 from aiohttp import web
 
-from services.gateway.api import account, codes, journey, orders, photos
+from services.gateway.api import account, codes, field_rules, journey, orders, photos
 from services.gateway.config import GatewaySettings
 from services.gateway.console.wiring import INDEXES as CONSOLE_INDEXES
 from services.gateway.console.wiring import install_console
@@ -54,7 +54,7 @@ log = get_logger(__name__)
 OUTBOX_COLLECTIONS = ("applications",)
 
 API = Api()
-for module in (account, codes, journey, orders, photos):
+for module in (account, codes, field_rules, journey, orders, photos):
     API.endpoints.extend(module.api.endpoints)
 
 

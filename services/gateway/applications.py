@@ -24,6 +24,7 @@ class State(StrEnum):
     IN_REVIEW = "in_review"  # comparison passed; waiting for an operator (12)
     APPROVED = "approved"  # 审核通过 (12-13)
     REJECTED = "rejected"  # 审核未通过: free resubmission while some are left (12)
+    WITHDRAWN = "withdrawn"  # the student withdrew a submission waiting for review; another may follow
 
 
 class ScanStatus(StrEnum):
@@ -46,6 +47,7 @@ class Action(StrEnum):
     MATCH_TO_REGISTRAR = "match_to_registrar"
     REVIEW_APPROVED = "review_approved"
     REVIEW_REJECTED = "review_rejected"
+    WITHDRAW = "withdraw"
 
 
 class IllegalTransition(DomainError):
@@ -66,9 +68,9 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
     (S.CONFIRMED, A.CONFIRM): S.CONFIRMED,  # year or mailing changed before paying
     (S.CONFIRMED, A.ORDER): S.CONFIRMED,
     (S.CONFIRMED, A.PAY): S.PAID,
-    # Photos can be taken once paid, again after a failed comparison or a review rejection.
-    **{(s, A.UPLOAD_PHOTO): s for s in (S.PAID, S.MATCH_FAILED, S.REJECTED)},
-    **{(s, A.SUBMIT): S.SUBMITTED for s in (S.PAID, S.MATCH_FAILED, S.REJECTED)},
+    # Photos can be taken once paid, again after a failed comparison, a review rejection or a withdrawal.
+    **{(s, A.UPLOAD_PHOTO): s for s in (S.PAID, S.MATCH_FAILED, S.REJECTED, S.WITHDRAWN)},
+    **{(s, A.SUBMIT): S.SUBMITTED for s in (S.PAID, S.MATCH_FAILED, S.REJECTED, S.WITHDRAWN)},
     (S.SUBMITTED, A.MATCH_PASSED): S.IN_REVIEW,
     (S.SUBMITTED, A.MATCH_FAILED): S.MATCH_FAILED,
     (S.SUBMITTED, A.MATCH_TO_REGISTRAR): S.REGISTRAR_REVIEW,
@@ -76,6 +78,8 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
     (S.REGISTRAR_REVIEW, A.REVIEW_APPROVED): S.APPROVED,
     (S.IN_REVIEW, A.REVIEW_REJECTED): S.REJECTED,
     (S.REGISTRAR_REVIEW, A.REVIEW_REJECTED): S.REJECTED,
+    # Field practice: a submission still waiting for review can be withdrawn by the student.
+    (S.IN_REVIEW, A.WITHDRAW): S.WITHDRAWN,
 }
 
 
@@ -117,6 +121,7 @@ NEXT_STEPS: dict[State, NextStep] = {
     S.IN_REVIEW: NextStep("wait", "等待人工审核"),
     S.APPROVED: NextStep("done", "审核通过，请等待照片上传学信网"),
     S.REJECTED: NextStep("take_photo", "审核未通过，可免费重拍提交"),
+    S.WITHDRAWN: NextStep("take_photo", "已撤回提交，可重新拍摄或选择照片提交"),
 }
 
 

@@ -37,6 +37,9 @@ ERROR_MESSAGES: dict[str, str] = {
     "admission_photo_missing": "学校尚未提供您的录取照片，请联系客服。",
     "resubmissions_exhausted": "免费重拍提交次数已用完，请联系客服。",
     "order_failed": "下单失败，请稍后再试。",
+    # Field rules (services/gateway/domain/field_rules.py).
+    "capture_source_not_accepted": "学校要求使用手机摄像头现场拍摄，不能上传相册照片。",
+    "policy_outdated": "《用户服务协议》或《隐私政策》已更新，请重新阅读并同意。",
     "busy": "请求过于集中，请稍后重试。",
     "service_unavailable": "服务繁忙，请稍后再试。",
     "internal_error": "系统繁忙，请稍后再试；如多次出现请联系客服。",

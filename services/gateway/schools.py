@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import string
 import time
@@ -68,6 +69,25 @@ class SupportContact(BaseModel):
     qq: str | None = Field(default=None, max_length=20)
 
 
+CaptureSource = Literal["camera", "album"]
+CAPTURE_SOURCES: tuple[CaptureSource, ...] = ("camera", "album")
+
+
+class SubscribeTemplates(BaseModel):
+    """The subscribe-message templates the mini-program asks permission for, at the two taps WeChat allows
+    (立即支付, 提交照片); at most 3 per request. The ids are those notify sends (NOTIFY_TEMPLATES)."""
+
+    model_config = ConfigDict(extra="forbid")
+    payment: list[str] = Field(default_factory=list, max_length=3)
+    submission: list[str] = Field(default_factory=list, max_length=3)
+
+
+def policy_version_of(agreement: str, privacy_policy: str) -> str:
+    """A version for texts that carry none: it changes whenever either text does."""
+    digest = hashlib.sha256(f"{agreement}\x00{privacy_policy}".encode()).hexdigest()
+    return f"sha256:{digest[:12]}"
+
+
 class SchoolConfig(BaseModel):
     """Stored in `schools` (one per school code); edited by operators in the console."""
 
@@ -94,6 +114,19 @@ class SchoolConfig(BaseModel):
     # Delivery: how each photo of the CHSI upload package is named, and the print size of the sheets.
     chsi_file_name: str = Field(default="{student_number}.jpg", max_length=100)
     print_size: PrintSizeName = "2寸"
+    # Field practice: the capture sources the school accepts (many provinces: the camera only, no album).
+    capture_sources: list[CaptureSource] = Field(default_factory=lambda: list(CAPTURE_SOURCES), min_length=1)
+    # The version of 《用户服务协议》/《隐私政策》 a consent is recorded against; empty: derived from the texts.
+    policy_version: str = Field(default="", max_length=32)
+    subscribe_templates: SubscribeTemplates = Field(default_factory=SubscribeTemplates)
+
+    @field_validator("capture_sources")
+    @classmethod
+    def _unique_sources(cls, value: list[CaptureSource]) -> list[CaptureSource]:
+        return list(dict.fromkeys(value))
+
+    def current_policy_version(self) -> str:
+        return self.policy_version or policy_version_of(self.agreement, self.privacy_policy)
 
     @field_validator("chsi_file_name")
     @classmethod
@@ -111,6 +144,7 @@ class SchoolConfig(BaseModel):
             onsite_extra_fee_fen=self.onsite_extra_fee_fen,
             graduation_years=tuple(Choice(o.code, o.label) for o in self.graduation_years),
             mailing_options=tuple(Choice(o.code, o.label) for o in self.mailing_options),
+            capture_sources=tuple(self.capture_sources),
         )
 
 
@@ -128,6 +162,13 @@ class SchoolPublicView(BaseModel):
     mailing_options: list[Option]
     fee_fen: int
     service_items: list[ServiceItem]
+    capture_sources: list[CaptureSource]
+    policy_version: str
+    subscribe_templates: SubscribeTemplates
+
+    @classmethod
+    def of(cls, school: SchoolConfig) -> SchoolPublicView:
+        return cls.model_validate({**school.model_dump(), "policy_version": school.current_policy_version()})
 
 
 def demo_school(school_code: str = "10487", name: str = "示范大学") -> SchoolConfig:
@@ -173,6 +214,11 @@ def demo_school(school_code: str = "10487", name: str = "示范大学") -> Schoo
         ],
         allow_onsite_attendees=False,
         onsite_extra_fee_fen=2000,
+        policy_version="2026-01",
+        # notify's DEMO_TEMPLATES: the payment, the comparison and the review results.
+        subscribe_templates=SubscribeTemplates(
+            payment=["demo_order_paid"], submission=["demo_match_result", "demo_review_result"]
+        ),
     )
 
 

@@ -42,7 +42,7 @@ async def school_config(request: web.Request) -> web.Response:
     school = await request.app[SCHOOLS].get(request.match_info["school_code"][:20])
     if school is None:
         raise ApiError(404, "not_found")
-    return json_response(SchoolPublicView.model_validate(school.model_dump()).model_dump())
+    return json_response(SchoolPublicView.of(school).model_dump())
 
 
 class ConfirmRequest(BaseModel):

@@ -17,6 +17,7 @@ from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, LIMITERS, RE
 from services.gateway.domain import photos, submissions
 from services.gateway.domain.application import Application
 from services.gateway.domain.errors import DomainError
+from services.gateway.domain.field_rules import check_capture_source
 from services.gateway.domain.rules import SchoolRules
 from services.gateway.domain.statuses import PhotoSource
 from services.gateway.http.bodies import form_data, json_body
@@ -78,6 +79,7 @@ def _album_problems(data: bytes, content_type: str, settings: Any) -> list[str]:
         "no_application",
         "illegal_transition",
         "album_photo_invalid",
+        "capture_source_not_accepted",
         "quota_exhausted",
         *IMAGE_UPLOAD_ERRORS,
     ),
@@ -94,8 +96,10 @@ async def upload_photo(request: web.Request) -> web.Response:
     upload, source = form.get("image"), form.get("source", "camera")
     if not isinstance(upload, web.FileField):
         raise ApiError(400, "invalid_request", fields=[{"field": "image", "error": "missing"}])
-    if source not in ("camera", "album"):
+    if not isinstance(source, str):
         raise ApiError(400, "invalid_request", fields=[{"field": "source", "error": "camera_or_album"}])
+    # Refused before the image is read further or anything counted: the sources the school accepts.
+    check_capture_source(source, rules.capture_sources)
     data = upload.file.read()
     content_type = sniff_image(data, max_pixels=settings.gateway_max_image_pixels)
     if source == "album" and (problems := _album_problems(data, content_type, settings)):

@@ -23,16 +23,18 @@ from shared.db import Document
 from shared.events import utcnow
 
 api = Api()
-Kind = Literal["registrar_review", "low_score", "quality_rejected"]
+Kind = Literal["registrar_review", "low_score", "quality_rejected", "admission_photo_disputed"]
 QUERIES: dict[str, dict[str, Any]] = {
     # Decided through /reviews/{id}/decision like any case (the state machine allows it).
     "registrar_review": {"state": str(State.REGISTRAR_REVIEW)},
     # Below the pass mark: the student may try another photo; shown so support can help.
     "low_score": {"state": str(State.MATCH_FAILED)},
     "quality_rejected": {
-        "state": {"$in": [str(State.PAID), str(State.MATCH_FAILED), str(State.REJECTED)]},
+        "state": {"$in": [str(s) for s in (State.PAID, State.MATCH_FAILED, State.REJECTED, State.WITHDRAWN)]},
         "last_failure.code": "photo_rejected",
     },
+    # 「录取照片不是本人」 (the mini-program's submit page): support checks the roster's admission photo.
+    "admission_photo_disputed": {"admission_photo_dispute.status": "open"},
 }
 LIMIT = 200
 

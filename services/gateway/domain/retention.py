@@ -23,6 +23,7 @@ ABANDONED_STATES = (
     State.PAID,
     State.MATCH_FAILED,
     State.REJECTED,
+    State.WITHDRAWN,  # the student withdrew a submission and has not sent another
 )
 
 

@@ -38,6 +38,8 @@ class SchoolRules:
     # Seed step 5: the first option of each is preselected.
     graduation_years: tuple[Choice, ...] = field(default=())
     mailing_options: tuple[Choice, ...] = field(default=())
+    # Field practice: many provinces require the live camera (no album); the school says which it accepts.
+    capture_sources: tuple[str, ...] = ("camera", "album")
 
     def order_amount(self, onsite_attendee: bool) -> int:
         """What the student pays (seed step 3: on-site attendees pay the manual-review fee on top)."""

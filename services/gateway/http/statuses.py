@@ -8,6 +8,7 @@ A code missing here is a 400. Add a row with every new code that is not (the dom
 from __future__ import annotations
 
 STATUS_OF: dict[str, int] = {
+    "policy_outdated": 409,
     "unauthenticated": 401,
     "console_unauthenticated": 401,
     "invalid_credentials": 401,
