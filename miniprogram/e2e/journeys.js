@@ -341,6 +341,7 @@ async function runJourney(env, student, operator) {
     bytes_received: gatewayCalls.reduce((n, c) => n + c.received, 0),
     wechat_calls: j.calls.length - gatewayCalls.length,
     subscribe_requests: j.wx.events.filter(e => e.api === 'requestSubscribeMessage').length,
+    calls: gatewayCalls.map(c => ({ method: c.method, path: c.path.split('?')[0], status: c.status, ms: c.ms, sent: c.sent, received: c.received })),
   }
 }
 

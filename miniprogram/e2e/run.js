@@ -40,6 +40,7 @@ async function main() {
     passed: results.filter(r => r.passed).length,
     final_states: results.map(r => r.final_state),
     scenarios: results.map(r => ({ scenario: r.scenario, passed: r.passed, error: r.error })),
+    poll_ms: env.poll_ms || 300,
     per_journey: happy.length
       ? {
           http_calls_p50: percentile(happy.map(r => r.http_calls), 50),
