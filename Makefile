@@ -93,7 +93,7 @@ bench-console: $(STAMP)
 # The mini-program's contract end-to-end test alone, on a stack of its own; the summary JSON is the last line.
 JOURNEYS ?= 5
 .PHONY: client-e2e
-client-e2e: $(STAMP) $(NODE_STAMP)
+client-e2e: deps-test $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m tests.client --journeys $(JOURNEYS)
 
 fmt: $(STAMP)
