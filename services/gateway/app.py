@@ -31,6 +31,7 @@ from services.gateway.context import (
 )
 from services.gateway.funnel import funnel_loop
 from services.gateway.handlers import GatewayHandlers
+from services.gateway.http.addresses import TRUSTED_PROXIES, TrustedProxies
 from services.gateway.http.errors import json_response
 from services.gateway.http.limits import RateLimiter
 from services.gateway.http.middleware import error_handling, request_context
@@ -86,6 +87,7 @@ def build_app(
     app[USERS] = Users(runtime.database)
     app[SESSIONS] = Sessions(runtime.database, timedelta(hours=settings.gateway_session_ttl_hours))
     app[SCHOOLS] = Schools(runtime.database)
+    app[TRUSTED_PROXIES] = TrustedProxies.parse(settings.gateway_trusted_proxies)
     app[LIMITERS] = Limiters(
         login=RateLimiter(settings.gateway_login_per_minute, burst=10),
         upload=RateLimiter(settings.gateway_uploads_per_minute, burst=settings.gateway_upload_burst),

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
+from services.gateway.http.addresses import TrustedProxies
 from shared.config import Settings
 
 
@@ -39,6 +40,9 @@ class GatewaySettings(Settings):
     retention_days_if_undelivered: float = Field(default=365, ge=0)
     retention_interval_s: float = Field(default=3600, ge=0)
     retention_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # The proxies (comma-separated CIDRs) whose X-Forwarded-For is believed: the ingress controller's pods.
+    # Empty: none, the TCP peer is the client (services/gateway/http/addresses.py, deploy/README.md).
+    gateway_trusted_proxies: str = ""
     gateway_login_per_minute: float = Field(default=20, gt=0)
     gateway_uploads_per_minute: float = Field(default=10, gt=0)
     gateway_upload_burst: int = Field(default=10, ge=1)
@@ -67,3 +71,9 @@ class GatewaySettings(Settings):
     console_dashboard_cache_s: float = Field(default=2.0, ge=0, le=60)
     # Notify failures on the dashboard: those of the last this many hours (0: all).
     console_dashboard_notify_window_h: float = Field(default=168, ge=0)
+
+    @field_validator("gateway_trusted_proxies")
+    @classmethod
+    def _proxies_parse(cls, value: str) -> str:
+        TrustedProxies.parse(value)  # a typo stops the start with the entry named
+        return value

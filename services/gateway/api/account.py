@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.gateway.api.common import caller, caller_user, find_my_application
 from services.gateway.context import APPLICATIONS, FIELD_CIPHER, LIMITERS, SESSIONS, USERS, WECHAT
 from services.gateway.domain import binding
+from services.gateway.http.addresses import client_address
 from services.gateway.http.bodies import json_body
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
@@ -70,11 +71,6 @@ def _summary(user: dict[str, object]) -> StudentSummary | None:
     )
 
 
-def _client_key(request: web.Request) -> str:
-    forwarded = request.headers.get("X-Forwarded-For", "").split(",")[0].strip()
-    return forwarded or (request.remote or "unknown")
-
-
 @api.route(
     "POST",
     "/api/v1/login",
@@ -85,7 +81,7 @@ def _client_key(request: web.Request) -> str:
     errors=("invalid_login_code", "rate_limited", "wechat_unavailable"),
 )
 async def login(request: web.Request) -> web.Response:
-    wait = request.app[LIMITERS].login.allow(_client_key(request))
+    wait = request.app[LIMITERS].login.allow(client_address(request))
     if wait:
         raise ApiError(429, "rate_limited", retry_after_s=round(wait, 1))
     body = await json_body(request, LoginRequest)

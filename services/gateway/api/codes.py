@@ -17,6 +17,8 @@ from services.gateway.domain import codes
 from services.gateway.domain.application import Application
 from services.gateway.http.bodies import form_data, json_object, validation_error
 from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.longpoll import client_gone
+from services.gateway.http.query import query_number
 from services.gateway.http.registry import Api
 from services.gateway.http.uploads import IMAGE_UPLOAD_ERRORS, sniff_image
 from services.gateway.store import Change
@@ -219,21 +221,23 @@ def scan_view(application: Document) -> ScanView:
     )
 
 
+STATUS_QUERY: dict[str, str | dict[str, Any]] = {
+    "wait": {"type": "number", "minimum": 0, "maximum": MAX_WAIT_S}
+}
+
+
 @api.route(
     "GET",
     "/api/v1/codes/{scan_id}",
     summary="The result of a code scan; `?wait=N` long-polls up to N s (≤ 25)",
     response=ScanView,
-    query={"wait": "integer"},
+    query=STATUS_QUERY,
     errors=("not_found",),
 )
 async def code_status(request: web.Request) -> web.Response:
     who = await caller(request)
     scan_id = request.match_info["scan_id"]
-    try:
-        wait = min(max(float(request.query.get("wait", "0")), 0.0), MAX_WAIT_S)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_request", fields=[{"field": "wait", "error": "not_a_number"}]) from exc
+    wait = query_number(request, "wait", STATUS_QUERY, 0.0)  # finite, 0-25: checked by the registry
     collection = request.app[DATABASE].db["applications"]
     deadline = asyncio.get_running_loop().time() + wait
     while True:
@@ -246,6 +250,7 @@ async def code_status(request: web.Request) -> web.Response:
         if (
             application["code"]["status"] != ScanStatus.PENDING
             or asyncio.get_running_loop().time() >= deadline
+            or client_gone(request)
         ):
             return json_response(scan_view(application).model_dump(mode="json"))
         await asyncio.sleep(0.2)

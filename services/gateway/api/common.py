@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import structlog
 from aiohttp import web
 
-from services.gateway.context import APPLICATIONS, SESSIONS, USERS
+from services.gateway.context import APPLICATIONS, USERS
+from services.gateway.http.auth import Caller as Caller
+from services.gateway.http.auth import caller as caller
 from services.gateway.http.errors import ApiError
 from shared.db import Document
-
-
-@dataclass(frozen=True)
-class Caller:
-    openid: str
-
-
-async def caller(request: web.Request) -> Caller:
-    """The WeChat account behind the `Authorization: Bearer <token>` header, or 401."""
-    header = request.headers.get("Authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    openid = await request.app[SESSIONS].resolve(token)
-    if openid is None:
-        raise ApiError(401, "unauthenticated")
-    return Caller(openid)
 
 
 async def caller_user(request: web.Request, who: Caller) -> Document:

@@ -1,6 +1,7 @@
 """Console sessions: a random token in a Secure HttpOnly SameSite=Strict cookie, a CSRF token checked
-on every state-changing request (double submit: cookie and header must match the session's), expiry,
-and login throttling per email and per client address.
+on every state-changing request (double submit: cookie and header must match the session's), expiry;
+the routes' declared auth (`SIGNED_IN`, `roles(...)`), and login throttling on failed attempts per
+account and client address (`LoginThrottle`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 import structlog
 from aiohttp import web
@@ -18,16 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo import IndexModel
 
 from services.gateway.config import GatewaySettings
+from services.gateway.console.audit import AuditLog
 from services.gateway.console.operators import Operator, Operators, Role
-from services.gateway.http.bodies import json_body
+from services.gateway.http.addresses import client_address
+from services.gateway.http.auth import PUBLIC, Auth
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.limits import RateLimiter
 from services.gateway.http.registry import Api
 from shared.db import Database
 from shared.events import utcnow
-
-if TYPE_CHECKING:  # audit.py's routes need `operator` from here
-    from services.gateway.console.audit import AuditLog
 
 SESSION_COOKIE = "console_session"
 CSRF_COOKIE = "console_csrf"
@@ -87,6 +86,49 @@ class ConsoleSessions:
 
 
 @dataclass
+class LoginThrottle:
+    """Failed sign-ins, counted so that nobody can lock an operator out by failing on purpose.
+
+    Only failures take tokens (a right password costs nothing), kept per account and address pair,
+    per address, and per account:
+    - the pair (`CONSOLE_LOGIN_BURST` failures, then `CONSOLE_LOGIN_PER_MINUTE`) stops guessing one
+      account from one address;
+    - the address (4x) stops one address trying many accounts;
+    - the account (4x) stops many addresses guessing one account, but only for addresses that have
+      failed on it: the operator signing in from an address that has not failed still gets in, so a
+      locked account is never a locked-out operator, and each new address guesses at most once.
+    The address is the client's own (`http/addresses.py`), never the shared address of the ingress.
+    """
+
+    pair: RateLimiter
+    address: RateLimiter
+    account: RateLimiter
+
+    @classmethod
+    def from_settings(cls, settings: GatewaySettings) -> LoginThrottle:
+        burst, rate = settings.console_login_burst, settings.console_login_per_minute
+        return cls(
+            pair=RateLimiter(rate, burst=burst),
+            # One office may share an address: more room than per pair, still far from a brute force.
+            address=RateLimiter(rate * 4, burst=burst * 4),
+            account=RateLimiter(rate * 4, burst=burst * 4),
+        )
+
+    def wait(self, email: str, address: str, now: float | None = None) -> float:
+        """0 if this attempt may be checked, else the seconds to wait."""
+        pair = f"{email}\n{address}"
+        wait = max(self.pair.wait(pair, now), self.address.wait(address, now))
+        if self.pair.spent(pair, now):  # this address has failed on this account: the account lock applies
+            wait = max(wait, self.account.wait(email, now))
+        return wait
+
+    def failed(self, email: str, address: str, now: float | None = None) -> None:
+        self.pair.take(f"{email}\n{address}", now)
+        self.address.take(address, now)
+        self.account.take(email, now)
+
+
+@dataclass
 class Console:
     """What the console's handlers need, on the app under CONSOLE."""
 
@@ -94,8 +136,7 @@ class Console:
     operators: Operators
     sessions: ConsoleSessions
     audit: AuditLog
-    login_by_email: RateLimiter
-    login_by_address: RateLimiter
+    login: LoginThrottle
 
 
 CONSOLE = web.AppKey("console", Console)
@@ -149,6 +190,32 @@ async def operator(request: web.Request, *roles: Role) -> Operator:
     return who
 
 
+@dataclass(frozen=True)
+class SignedIn(Auth):
+    """A route's console auth, enforced by the registry: signed in, CSRF on writes, one of `roles` (if any)."""
+
+    roles: tuple[Role, ...] = ()
+
+    async def authenticate(self, request: web.Request) -> Operator:
+        return await operator(request, *self.roles)
+
+    def error_codes(self, method: str) -> tuple[str, ...]:
+        return (
+            "console_unauthenticated",
+            *(() if method in SAFE_METHODS else ("csrf_failed",)),
+            *(("forbidden",) if self.roles else ()),
+        )
+
+
+#: Any signed-in operator.
+SIGNED_IN = SignedIn()
+
+
+def roles(*allowed: Role) -> SignedIn:
+    """A signed-in operator in one of `allowed` (403 `forbidden`, audited, otherwise)."""
+    return SignedIn(allowed)
+
+
 # --- routes --------------------------------------------------------------------------------------
 
 api = Api()
@@ -190,19 +257,20 @@ def operator_view(who: Operator) -> OperatorView:
     summary="Sign in with email and password; sets the session and CSRF cookies",
     body=LoginRequest,
     response=LoginResponse,
-    auth=False,
+    auth=PUBLIC,
     errors=("invalid_credentials", "rate_limited"),
 )
-async def console_login(request: web.Request) -> web.Response:
+async def console_login(request: web.Request, *, body: LoginRequest) -> web.Response:
     console = request.app[CONSOLE]
-    body = await json_body(request, LoginRequest)
     email = body.email.strip().lower()
-    wait = max(console.login_by_email.allow(email), console.login_by_address.allow(request.remote or "-"))
+    address = client_address(request)
+    wait = console.login.wait(email, address)
     if wait > 0:
         await console.audit.record(request, None, "login", email=email, outcome="throttled")
         raise ApiError(429, "rate_limited", retry_after_s=round(wait, 1))
     who = await console.operators.authenticate(email, body.password)
     if who is None:
+        console.login.failed(email, address)
         await console.audit.record(request, None, "login", email=email, outcome="failed")
         raise ApiError(401, "invalid_credentials")
     token, csrf = await console.sessions.create(who.operator_id)
@@ -215,9 +283,8 @@ async def console_login(request: web.Request) -> web.Response:
     return response
 
 
-@api.route("POST", "/console/api/v1/logout", summary="End the session", status=204, errors=("csrf_failed",))
-async def console_logout(request: web.Request) -> web.Response:
-    who = await operator(request)
+@api.route("POST", "/console/api/v1/logout", summary="End the session", status=204, auth=SIGNED_IN)
+async def console_logout(request: web.Request, *, who: Operator) -> web.Response:
     await request.app[CONSOLE].sessions.revoke(request.cookies.get(SESSION_COOKIE, ""))
     await request.app[CONSOLE].audit.record(request, who, "logout")
     response = web.Response(status=204)
@@ -225,7 +292,8 @@ async def console_logout(request: web.Request) -> web.Response:
     return response
 
 
-@api.route("GET", "/console/api/v1/me", summary="The signed-in operator", response=OperatorView)
-async def console_me(request: web.Request) -> web.Response:
-    who = await operator(request)
+@api.route(
+    "GET", "/console/api/v1/me", summary="The signed-in operator", response=OperatorView, auth=SIGNED_IN
+)
+async def console_me(request: web.Request, *, who: Operator) -> web.Response:
     return json_response(operator_view(who).model_dump())

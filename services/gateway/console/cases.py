@@ -8,7 +8,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
-from services.gateway.console.auth import CONSOLE, operator
+from services.gateway.console.auth import CONSOLE, SIGNED_IN
 from services.gateway.console.operators import Operator
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE
 from services.gateway.http.errors import ApiError
@@ -122,9 +122,9 @@ def _jpeg(data: bytes) -> web.Response:
     summary="A photo of the application: the standardised image, else the raw upload (audited)",
     binary="image/jpeg",
     errors=("not_found", "photo_purged"),
+    auth=SIGNED_IN,
 )
-async def view_photo(request: web.Request) -> web.Response:
-    who = await operator(request)
+async def view_photo(request: web.Request, *, who: Operator) -> web.Response:
     application = await scoped_application(request, who, request.match_info["application_id"])
     photo_id = request.match_info["photo_id"]
     photo = (application.get("photos") or {}).get(photo_id)
@@ -150,9 +150,9 @@ async def view_photo(request: web.Request) -> web.Response:
     summary="The student's admission photo (录取照片) (audited)",
     binary="image/jpeg",
     errors=("not_found",),
+    auth=SIGNED_IN,
 )
-async def view_admission_photo(request: web.Request) -> web.Response:
-    who = await operator(request)
+async def view_admission_photo(request: web.Request, *, who: Operator) -> web.Response:
     application = await scoped_application(request, who, request.match_info["application_id"])
     student = await request.app[DATABASE].db["students"].find_one({"_id": application.get("student_id")})
     if student is None or not student.get("admission_photo_blob_id"):

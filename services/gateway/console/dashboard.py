@@ -27,7 +27,7 @@ from pydantic import BaseModel
 from yarl import URL
 
 from services.gateway.config import GatewaySettings
-from services.gateway.console.auth import operator
+from services.gateway.console.auth import SIGNED_IN
 from services.gateway.console.cases import PREFIX
 from services.gateway.console.operators import Operator
 from services.gateway.context import DATABASE, RELAY
@@ -419,8 +419,8 @@ def install(app: web.Application, settings: GatewaySettings) -> None:
     f"{PREFIX}/dashboard",
     summary="Queues, outbox backlog, the funnel and notify failures of the operator's schools, dead letters",
     response=DashboardView,
+    auth=SIGNED_IN,
 )
-async def dashboard(request: web.Request) -> web.Response:
-    who = await operator(request)
+async def dashboard(request: web.Request, *, who: Operator) -> web.Response:
     view = await request.app[DASHBOARD].view(who)
     return json_response(view.model_dump(mode="json"))

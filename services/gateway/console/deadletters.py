@@ -16,10 +16,11 @@ from aio_pika.exceptions import DeliveryError
 from aiohttp import web
 from pydantic import BaseModel
 
-from services.gateway.console.auth import CONSOLE, operator
+from services.gateway.console.auth import CONSOLE, roles
 from services.gateway.console.cases import PREFIX
-from services.gateway.console.operators import Role
+from services.gateway.console.operators import Operator, Role
 from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.query import query_number
 from services.gateway.http.registry import Api
 from shared.bus import copy_message
 from shared.topology import CONSUMERS, dead_queue
@@ -133,10 +134,13 @@ async def _taken(queue: AbstractQueue, limit: int) -> list[AbstractIncomingMessa
 
 
 @api.route(
-    "GET", f"{PREFIX}/deadletters", summary="Dead queues and their depth (admins)", response=DeadQueues
+    "GET",
+    f"{PREFIX}/deadletters",
+    summary="Dead queues and their depth (admins)",
+    response=DeadQueues,
+    auth=roles(Role.ADMIN),
 )
 async def list_dead_queues(request: web.Request) -> web.Response:
-    await operator(request, Role.ADMIN)
     queues: list[DeadQueue] = []
     async with _channel(request) as channel:
         for consumer in CONSUMERS:
@@ -146,21 +150,23 @@ async def list_dead_queues(request: web.Request) -> web.Response:
     return json_response(DeadQueues(queues=queues).model_dump())
 
 
+BROWSE_QUERY: dict[str, str | dict[str, Any]] = {
+    "limit": {"type": "integer", "minimum": 1, "maximum": MAX_BROWSE}
+}
+
+
 @api.route(
     "GET",
     f"{PREFIX}/deadletters/{{consumer}}",
     summary="The messages parked for a consumer, oldest first (admins); they stay parked",
     response=DeadLetterList,
-    query={"limit": "integer"},
+    query=BROWSE_QUERY,
     errors=("forbidden", "unknown_consumer"),
+    auth=roles(Role.ADMIN),
 )
-async def browse_dead_letters(request: web.Request) -> web.Response:
-    who = await operator(request, Role.ADMIN)
+async def browse_dead_letters(request: web.Request, *, who: Operator) -> web.Response:
     consumer = _consumer(request)
-    try:
-        limit = max(1, min(int(request.query.get("limit", "50")), MAX_BROWSE))
-    except ValueError as exc:
-        raise ApiError(400, "invalid_request") from exc
+    limit = int(query_number(request, "limit", BROWSE_QUERY, 50))  # 1-MAX_BROWSE: checked by the registry
     async with _channel(request) as channel:
         queue = await channel.get_queue(dead_queue(consumer), ensure=False)
         taken = await _taken(queue, limit)
@@ -173,8 +179,7 @@ async def browse_dead_letters(request: web.Request) -> web.Response:
     return json_response(DeadLetterList(consumer=consumer, messages=letters).model_dump(mode="json"))
 
 
-async def _act(request: web.Request, action: str) -> web.Response:
-    who = await operator(request, Role.ADMIN)
+async def _act(request: web.Request, who: Operator, action: str) -> web.Response:
     consumer = _consumer(request)
     event_id = request.match_info["event_id"]
     routing_key: str | None = None
@@ -241,9 +246,10 @@ async def _act(request: web.Request, action: str) -> web.Response:
         "dead_letter_not_found",
         "dead_letter_unroutable",
     ),
+    auth=roles(Role.ADMIN),
 )
-async def redrive_dead_letter(request: web.Request) -> web.Response:
-    return await _act(request, "redrive")
+async def redrive_dead_letter(request: web.Request, *, who: Operator) -> web.Response:
+    return await _act(request, who, "redrive")
 
 
 @api.route(
@@ -252,6 +258,7 @@ async def redrive_dead_letter(request: web.Request) -> web.Response:
     summary="Drop a dead message for good (admins)",
     response=DeadLetterAction,
     errors=("forbidden", "csrf_failed", "unknown_consumer", "dead_letter_not_found"),
+    auth=roles(Role.ADMIN),
 )
-async def discard_dead_letter(request: web.Request) -> web.Response:
-    return await _act(request, "discard")
+async def discard_dead_letter(request: web.Request, *, who: Operator) -> web.Response:
+    return await _act(request, who, "discard")

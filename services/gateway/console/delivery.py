@@ -15,12 +15,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
 from services.gateway.console import exports
-from services.gateway.console.auth import CONSOLE, operator
+from services.gateway.console.auth import CONSOLE, roles
 from services.gateway.console.batches import Batches
 from services.gateway.console.cases import PREFIX
 from services.gateway.console.operators import Operator, Role
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, SCHOOLS
-from services.gateway.http.bodies import json_body
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
 from services.gateway.schools import SchoolConfig
@@ -130,9 +129,9 @@ async def _batch(request: web.Request, batches: Batches, school: SchoolConfig) -
     summary="Delivery of a school: how many approved applications wait, and the batches made",
     response=DeliveryOverview,
     errors=("forbidden", "not_found"),
+    auth=roles(*DELIVERERS),
 )
-async def delivery_overview(request: web.Request) -> web.Response:
-    who = await operator(request, *DELIVERERS)
+async def delivery_overview(request: web.Request, *, who: Operator) -> web.Response:
     school = await _school(request, who)
     batches = _batches(request)
     await batches.recover(school.school_code)
@@ -157,11 +156,10 @@ async def delivery_overview(request: web.Request) -> web.Response:
     response=BatchView,
     status=201,
     errors=("forbidden", "csrf_failed", "not_found", "nothing_to_deliver"),
+    auth=roles(*DELIVERERS),
 )
-async def create_batch(request: web.Request) -> web.Response:
-    who = await operator(request, *DELIVERERS)
+async def create_batch(request: web.Request, *, who: Operator, body: CreateBatchRequest) -> web.Response:
     school = await _school(request, who)
-    await json_body(request, CreateBatchRequest)
     batches = _batches(request)
     await batches.recover(school.school_code)
     database, blobs = request.app[DATABASE], request.app[BLOBS]
@@ -210,9 +208,9 @@ async def create_batch(request: web.Request) -> web.Response:
     summary="A batch with its applications (student number, masked name, upload file name)",
     response=BatchDetail,
     errors=("forbidden", "not_found", "batch_open"),
+    auth=roles(*DELIVERERS),
 )
-async def get_batch(request: web.Request) -> web.Response:
-    who = await operator(request, *DELIVERERS)
+async def get_batch(request: web.Request, *, who: Operator) -> web.Response:
     school = await _school(request, who)
     batches = _batches(request)
     batch = await _batch(request, batches, school)
@@ -233,11 +231,10 @@ async def get_batch(request: web.Request) -> web.Response:
     return json_response(reply.model_dump(mode="json"))
 
 
-async def _target(request: web.Request) -> tuple[Operator, SchoolConfig, Batches, Document]:
-    who = await operator(request, *DELIVERERS)
+async def _target(request: web.Request, who: Operator) -> tuple[SchoolConfig, Batches, Document]:
     school = await _school(request, who)
     batches = _batches(request)
-    return who, school, batches, await _batch(request, batches, school)
+    return school, batches, await _batch(request, batches, school)
 
 
 async def _counted(
@@ -259,10 +256,10 @@ async def _counted(
 
 
 async def _loaded(
-    request: web.Request, kind: str
-) -> tuple[Operator, SchoolConfig, Document, list[exports.Item]]:
+    request: web.Request, who: Operator, kind: str
+) -> tuple[SchoolConfig, Document, list[exports.Item]]:
     """The batch's items with their photos, all checked before anything is sent."""
-    who, school, batches, batch = await _target(request)
+    school, batches, batch = await _target(request, who)
     items = await exports.items_of(request.app[DATABASE], school, await batches.members(batch["_id"]))
     await exports.load_photos(request.app[BLOBS], items)
     problems = [{"application_id": i.application_id, "reason": i.problem} for i in items if i.problem]
@@ -271,7 +268,7 @@ async def _loaded(
         await _counted(request, who, batches, batch, kind, outcome="failed")
         raise ApiError(409, "delivery_photo_invalid", problems=problems)
     await _counted(request, who, batches, batch, kind)
-    return who, school, batch, items
+    return school, batch, items
 
 
 @api.route(
@@ -280,9 +277,10 @@ async def _loaded(
     summary="The CHSI upload package: 480×640 JPEGs named per the school's rule, and manifest.csv (audited)",
     binary="application/zip",
     errors=("forbidden", "not_found", "batch_open", "delivery_photo_invalid"),
+    auth=roles(*DELIVERERS),
 )
-async def download_chsi(request: web.Request) -> web.StreamResponse:
-    _, school, batch, items = await _loaded(request, "chsi")
+async def download_chsi(request: web.Request, *, who: Operator) -> web.StreamResponse:
+    school, batch, items = await _loaded(request, who, "chsi")
     name = f"chsi-{school.school_code}-{batch['_id']}.zip"
     return await exports.stream_zip(request, name, exports.chsi_entries(items, school))
 
@@ -293,9 +291,10 @@ async def download_chsi(request: web.Request) -> web.StreamResponse:
     summary="Print sheets (6-inch, 300 dpi, the school's print size), one per student (audited)",
     binary="application/zip",
     errors=("forbidden", "not_found", "batch_open", "delivery_photo_invalid"),
+    auth=roles(*DELIVERERS),
 )
-async def download_print(request: web.Request) -> web.StreamResponse:
-    _, school, batch, items = await _loaded(request, "print")
+async def download_print(request: web.Request, *, who: Operator) -> web.StreamResponse:
+    school, batch, items = await _loaded(request, who, "print")
     name = f"print-{school.school_code}-{batch['_id']}.zip"
     return await exports.stream_zip(request, name, exports.print_entries(items, school))
 
@@ -306,9 +305,10 @@ async def download_print(request: web.Request) -> web.StreamResponse:
     summary="The mailing list: one row per student with the mailing method chosen at confirmation (audited)",
     binary="text/csv",
     errors=("forbidden", "not_found", "batch_open"),
+    auth=roles(*DELIVERERS),
 )
-async def download_mailing(request: web.Request) -> web.Response:
-    who, school, batches, batch = await _target(request)
+async def download_mailing(request: web.Request, *, who: Operator) -> web.Response:
+    school, batches, batch = await _target(request, who)
     items = await exports.items_of(request.app[DATABASE], school, await batches.members(batch["_id"]))
     await _counted(request, who, batches, batch, "mailing")
     return web.Response(
@@ -327,11 +327,10 @@ async def download_mailing(request: web.Request) -> web.Response:
     body=MarkRequest,
     response=BatchView,
     errors=("forbidden", "csrf_failed", "not_found", "batch_open", "delivery_not_printed"),
+    auth=roles(*DELIVERERS),
 )
-async def mark_batch(request: web.Request) -> web.Response:
-    who = await operator(request, *DELIVERERS)
+async def mark_batch(request: web.Request, *, who: Operator, body: MarkRequest) -> web.Response:
     school = await _school(request, who)
-    body = await json_body(request, MarkRequest)
     batches = _batches(request)
     batch = await _batch(request, batches, school)
     audit = request.app[CONSOLE].audit

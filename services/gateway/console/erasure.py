@@ -8,12 +8,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.console.auth import CONSOLE, operator
+from services.gateway.console.auth import CONSOLE, roles
 from services.gateway.console.cases import PREFIX
-from services.gateway.console.operators import Role
+from services.gateway.console.operators import Operator, Role
 from services.gateway.context import BLOBS, DATABASE, FIELD_CIPHER, SESSIONS
 from services.gateway.erasure import ErasureRefused, erase_application, erasure_ref
-from services.gateway.http.bodies import json_body
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
 
@@ -60,13 +59,12 @@ def _response(record: dict[str, Any], already: bool) -> EraseResponse:
     body=EraseRequest,
     response=EraseResponse,
     errors=("forbidden", "csrf_failed", "not_found", "application_in_flight"),
+    auth=roles(Role.ADMIN),
 )
-async def erase(request: web.Request) -> web.Response:
-    who = await operator(request, Role.ADMIN)
+async def erase(request: web.Request, *, who: Operator, body: EraseRequest) -> web.Response:
     application_id = request.match_info["application_id"]
     if len(application_id) > 64:
         raise ApiError(404, "not_found")
-    body = await json_body(request, EraseRequest)
     cipher = request.app[FIELD_CIPHER]
     audit = request.app[CONSOLE].audit
     ref = erasure_ref(cipher, application_id)

@@ -11,12 +11,11 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.applications import State
-from services.gateway.console.auth import CONSOLE, operator
+from services.gateway.console.auth import CONSOLE, SIGNED_IN, roles
 from services.gateway.console.cases import PREFIX, PhotoView, photo_view, scoped_application
-from services.gateway.console.operators import Role
+from services.gateway.console.operators import Operator, Role
 from services.gateway.context import APPLICATIONS
 from services.gateway.domain import photos
-from services.gateway.http.bodies import json_body
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
 from shared.db import Document
@@ -81,9 +80,9 @@ def _rejected_photos(application: Document) -> list[PhotoView]:
     response=ExceptionList,
     query={"kind": {"type": "string", "enum": list(QUERIES)}},
     errors=("forbidden",),
+    auth=SIGNED_IN,
 )
-async def list_exceptions(request: web.Request) -> web.Response:
-    who = await operator(request)
+async def list_exceptions(request: web.Request, *, who: Operator) -> web.Response:
     wanted = request.query.get("kind")
     if wanted is not None and wanted not in QUERIES:
         raise ApiError(400, "invalid_request", fields=[{"field": "kind", "error": "unknown"}])
@@ -130,12 +129,11 @@ async def list_exceptions(request: web.Request) -> web.Response:
         "photo_not_placeable",
         "illegal_transition",
     ),
+    auth=roles(Role.ADMIN, Role.REVIEWER),
 )
-async def override_quality(request: web.Request) -> web.Response:
-    who = await operator(request, Role.ADMIN, Role.REVIEWER)
+async def override_quality(request: web.Request, *, who: Operator, body: OverrideRequest) -> web.Response:
     application = await scoped_application(request, who, request.match_info["application_id"])
     photo_id = request.match_info["photo_id"]
-    body = await json_body(request, OverrideRequest)
 
     written = await request.app[APPLICATIONS].apply(
         application["_id"],

@@ -14,7 +14,7 @@ from pymongo import IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from services.gateway.applications import State
-from services.gateway.console.auth import CONSOLE, operator
+from services.gateway.console.auth import CONSOLE, SIGNED_IN, roles
 from services.gateway.console.cases import PREFIX, CaseView, case_view, scoped_application
 from services.gateway.console.operators import Operator, Role
 from services.gateway.context import APPLICATIONS, DATABASE, REQUEST_ID, SCHOOLS
@@ -121,10 +121,13 @@ class ReasonList(BaseModel):
 
 
 @api.route(
-    "GET", f"{PREFIX}/reviews/reasons", summary="Rejection reasons a reviewer picks from", response=ReasonList
+    "GET",
+    f"{PREFIX}/reviews/reasons",
+    summary="Rejection reasons a reviewer picks from",
+    response=ReasonList,
+    auth=SIGNED_IN,
 )
 async def review_reasons(request: web.Request) -> web.Response:
-    await operator(request)
     reasons = [ReasonView(code=code, label=label) for code, label in REVIEW_REASONS.items()]
     return json_response(ReasonList(reasons=reasons).model_dump())
 
@@ -136,9 +139,9 @@ async def review_reasons(request: web.Request) -> web.Response:
     body=NextRequest,
     response=NextCase,
     errors=("forbidden", "csrf_failed"),
+    auth=roles(*REVIEWERS),
 )
-async def next_case(request: web.Request) -> web.Response:
-    who = await operator(request, *REVIEWERS)
+async def next_case(request: web.Request, *, who: Operator) -> web.Response:
     # The body is optional: older callers send none.
     skip = set((await json_body(request, NextRequest)).skip if request.can_read_body else ())
     leases = Leases(request)
@@ -192,9 +195,9 @@ async def next_case(request: web.Request) -> web.Response:
     summary="Give a claimed case back to the queue",
     status=204,
     errors=("forbidden", "csrf_failed", "not_found"),
+    auth=roles(*REVIEWERS),
 )
-async def release_case(request: web.Request) -> web.Response:
-    who = await operator(request, *REVIEWERS)
+async def release_case(request: web.Request, *, who: Operator) -> web.Response:
     application = await scoped_application(request, who, request.match_info["application_id"])
     await Leases(request).release(application["_id"], who)
     await request.app[CONSOLE].audit.record(request, who, "review.release", application_id=application["_id"])
@@ -215,11 +218,10 @@ async def release_case(request: web.Request) -> web.Response:
         "review_lease_held",
         "reason_required",
     ),
+    auth=roles(*REVIEWERS),
 )
-async def decide_case(request: web.Request) -> web.Response:
-    who = await operator(request, *REVIEWERS)
+async def decide_case(request: web.Request, *, who: Operator, body: ReviewRequest) -> web.Response:
     application = await scoped_application(request, who, request.match_info["application_id"])
-    body = await json_body(request, ReviewRequest)
     command = review.ReviewCase(
         review_id=new_id(),
         decision=ReviewDecision(body.decision),

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel, ValidationError
 
-from services.gateway.console.auth import CONSOLE, operator
+from services.gateway.console.auth import CONSOLE, SIGNED_IN, roles
 from services.gateway.console.cases import PREFIX
 from services.gateway.console.operators import Operator, Role
 from services.gateway.context import BLOBS, DATABASE, SCHOOLS
@@ -67,9 +67,8 @@ async def _visible_school(request: web.Request, who: Operator) -> SchoolConfig:
     return school
 
 
-@api.route("GET", f"{PREFIX}/schools", summary="The schools I may see", response=SchoolList)
-async def list_schools(request: web.Request) -> web.Response:
-    who = await operator(request)
+@api.route("GET", f"{PREFIX}/schools", summary="The schools I may see", response=SchoolList, auth=SIGNED_IN)
+async def list_schools(request: web.Request, *, who: Operator) -> web.Response:
     cursor = request.app[DATABASE].db["schools"].find(who.school_filter("_id"), {"name": 1}).sort("_id", 1)
     schools = [SchoolSummary(school_code=d["_id"], name=d.get("name", "")) async for d in cursor]
     return json_response(SchoolList(schools=schools).model_dump())
@@ -81,9 +80,9 @@ async def list_schools(request: web.Request) -> web.Response:
     summary="A school's configuration: fee, texts, options, pass mark, rules",
     response=SchoolConfig,
     errors=("not_found",),
+    auth=SIGNED_IN,
 )
-async def get_school(request: web.Request) -> web.Response:
-    who = await operator(request)
+async def get_school(request: web.Request, *, who: Operator) -> web.Response:
     return json_response((await _visible_school(request, who)).model_dump())
 
 
@@ -94,9 +93,9 @@ async def get_school(request: web.Request) -> web.Response:
     body=SchoolConfig,
     response=SchoolConfig,
     errors=("forbidden", "csrf_failed", "not_found"),
+    auth=roles(Role.ADMIN),
 )
-async def put_school(request: web.Request) -> web.Response:
-    who = await operator(request, Role.ADMIN)
+async def put_school(request: web.Request, *, who: Operator) -> web.Response:
     current = await _visible_school(request, who)
     try:
         config = SchoolConfig.model_validate(await json_object(request))
@@ -167,9 +166,9 @@ def _parse(
     multipart={"roster": "binary", "photos": "binary"},
     response=ImportReportView,
     errors=("forbidden", "csrf_failed", "not_found", "import_too_large", "roster_invalid", "unsafe_archive"),
+    auth=roles(Role.ADMIN, Role.SUPPORT),
 )
-async def import_school_roster(request: web.Request) -> web.Response:
-    who = await operator(request, Role.ADMIN, Role.SUPPORT)
+async def import_school_roster(request: web.Request, *, who: Operator) -> web.Response:
     school = await _visible_school(request, who)
     limit = request.app[CONSOLE].settings.console_max_import_bytes
     if (request.content_length or 0) > 2 * limit + 64 * 1024:

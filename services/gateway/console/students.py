@@ -11,12 +11,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.console.auth import CONSOLE, operator
+from services.gateway.console.auth import CONSOLE, SIGNED_IN, roles
 from services.gateway.console.cases import PREFIX, scoped_application
-from services.gateway.console.operators import Role
+from services.gateway.console.operators import Operator, Role
 from services.gateway.context import APPLICATIONS, DATABASE, PAY, USERS
 from services.gateway.domain import binding
-from services.gateway.http.bodies import json_body
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
 from services.gateway.payments import refund
@@ -152,9 +151,9 @@ def project_history(
     summary="Find students of my schools by student number (exact) or name (contains)",
     response=StudentList,
     query={"q": {"type": "string", "minLength": 1, "maxLength": 50}},
+    auth=SIGNED_IN,
 )
-async def search_students(request: web.Request) -> web.Response:
-    who = await operator(request)
+async def search_students(request: web.Request, *, who: Operator) -> web.Response:
     q = request.query.get("q", "").strip()
     if not 1 <= len(q) <= 50:
         raise ApiError(400, "invalid_request", fields=[{"field": "q", "error": "1-50 characters"}])
@@ -193,9 +192,9 @@ async def search_students(request: web.Request) -> web.Response:
     summary="The full history of an application: the document and the workers' results",
     response=ApplicationHistory,
     errors=("not_found",),
+    auth=SIGNED_IN,
 )
-async def application_history(request: web.Request) -> web.Response:
-    who = await operator(request)
+async def application_history(request: web.Request, *, who: Operator) -> web.Response:
     application = await scoped_application(request, who, request.match_info["application_id"])
     db = request.app[DATABASE].db
     related: dict[str, list[Document]] = {}
@@ -220,9 +219,9 @@ async def application_history(request: web.Request) -> web.Response:
     "whatever it points to (repairs a binding to no account)",
     response=UnbindResponse,
     errors=("forbidden", "csrf_failed", "not_found", "scan_in_flight"),
+    auth=roles(Role.ADMIN, Role.SUPPORT),
 )
-async def unbind_student(request: web.Request) -> web.Response:
-    who = await operator(request, Role.ADMIN, Role.SUPPORT)
+async def unbind_student(request: web.Request, *, who: Operator) -> web.Response:
     application = await scoped_application(request, who, request.match_info["application_id"])
     openid = application.get("owner_openid")
     users = request.app[USERS]
@@ -256,11 +255,10 @@ async def unbind_student(request: web.Request) -> web.Response:
     body=RefundRequest,
     response=RefundResponse,
     errors=("forbidden", "csrf_failed", "not_found", "no_paid_order", "refund_failed"),
+    auth=roles(Role.ADMIN, Role.SUPPORT),
 )
-async def refund_order(request: web.Request) -> web.Response:
-    who = await operator(request, Role.ADMIN, Role.SUPPORT)
+async def refund_order(request: web.Request, *, who: Operator, body: RefundRequest) -> web.Response:
     application = await scoped_application(request, who, request.match_info["application_id"])
-    body = await json_body(request, RefundRequest)
     audit = request.app[CONSOLE].audit
     target = {"application_id": application["_id"], "school_code": application.get("school_code")}
     try:

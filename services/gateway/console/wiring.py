@@ -11,6 +11,7 @@ from pymongo import IndexModel
 from services.gateway.config import GatewaySettings
 from services.gateway.console import (
     audit,
+    audit_search,
     auth,
     batches,
     cases,
@@ -25,18 +26,17 @@ from services.gateway.console import (
     students,
 )
 from services.gateway.console.audit import AuditLog
-from services.gateway.console.auth import CONSOLE, Console, ConsoleSessions
+from services.gateway.console.auth import CONSOLE, Console, ConsoleSessions, LoginThrottle
 from services.gateway.console.operators import Operators
 from services.gateway.console.webapp import install_web
 from services.gateway.http.errors import json_response
-from services.gateway.http.limits import RateLimiter
 from services.gateway.http.registry import Api
 from shared.db import Database
 
 CONSOLE_API = Api()
 for module in (
     auth,
-    audit,
+    audit_search,
     cases,
     review,
     exceptions,
@@ -60,15 +60,12 @@ INDEXES: dict[str, list[IndexModel]] = {
 
 
 def build_console(database: Database, settings: GatewaySettings) -> Console:
-    burst, rate = settings.console_login_burst, settings.console_login_per_minute
     return Console(
         settings=settings,
         operators=Operators(database),
         sessions=ConsoleSessions(database, timedelta(minutes=settings.console_session_ttl_minutes)),
         audit=AuditLog(database),
-        login_by_email=RateLimiter(rate, burst=burst),
-        # One office may share an address: more room than per email, still far from a brute force.
-        login_by_address=RateLimiter(rate * 4, burst=burst * 4),
+        login=LoginThrottle.from_settings(settings),
     )
 
 

@@ -3,6 +3,7 @@ Anything unreadable is a clear 4xx, never a 500."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -34,16 +35,38 @@ async def form_data(request: web.Request) -> MultiDictProxy[str | bytes | bytear
         raise ApiError(400, "invalid_request", fields=[MALFORMED_BODY]) from exc
 
 
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"请求内容太大（不能超过 {limit // 1024} KB），请检查后重试。")
+
+
+async def read_bounded(request: web.Request, limit: int) -> bytes:
+    """The body, refused with 413 once it passes `limit` bytes: a declared length is checked before
+    reading, and a body without one (chunked) is read only up to `limit` + 1 bytes, never further."""
+    if (request.content_length or 0) > limit:
+        raise _too_large(limit)
+    data = await request.content.read(limit + 1)
+    while len(data) <= limit:
+        more = await request.content.read(limit + 1 - len(data))
+        if not more:
+            return data
+        data += more
+    raise _too_large(limit)
+
+
+def parse_json(data: bytes) -> Any:
+    """JSON text, or 400 `invalid_json` for anything a parser refuses: bad syntax, bad UTF-8, and
+    nesting too deep for Python's parser (50,000 `[` raise RecursionError, not ValueError)."""
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise ApiError(400, "invalid_json") from exc
+
+
 async def json_object(request: web.Request) -> dict[str, Any]:
-    """The body as a JSON object, within the JSON size limit; anything else is a clear 4xx."""
+    """The body as a JSON object, read within the JSON size limit; anything else is a clear 4xx."""
     if request.content_type != "application/json":
         raise ApiError(415, "unsupported_media_type", JSON_REQUIRED)
-    if (request.content_length or 0) > request.app[SETTINGS].gateway_max_json_bytes:
-        raise ApiError(413, "payload_too_large")
-    try:
-        body: Any = await request.json()
-    except ValueError as exc:
-        raise ApiError(400, "invalid_json") from exc
+    body = parse_json(await read_bounded(request, request.app[SETTINGS].gateway_max_json_bytes))
     if not isinstance(body, dict):
         raise ApiError(400, "invalid_json")
     return body
@@ -56,3 +79,5 @@ async def json_body(request: web.Request, model: type[M]) -> M:
         return model.model_validate(body)
     except ValidationError as exc:
         raise validation_error(exc) from exc
+    except RecursionError as exc:  # a model with a free-form field given a deeply nested value
+        raise ApiError(400, "invalid_json") from exc

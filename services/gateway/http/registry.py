@@ -1,35 +1,50 @@
 """Routes registered together with their OpenAPI description, so the document cannot drift from the code.
 
-A route is declared once with its request and response models (pydantic); aiohttp gets the handler,
-`/api/v1/openapi.json` gets the path, schemas, auth and error codes. A test checks that every route
-the app serves under /api/v1 is in the document.
+A route is declared once with its auth, query parameters, request and response models (pydantic);
+`/api/v1/openapi.json` (and the console's document) gets the path, schemas, auth and error codes, and
+aiohttp gets the handler wrapped so that what is declared is also enforced, before the handler runs:
+- `auth`: an `Auth` (`http/auth.py`: `PUBLIC`, `STUDENT`, the console's operator roles) is run by the
+  registry; a handler with a `who` parameter receives the caller. `auth=True` / `False` (the older
+  form) only documents it: the handler authenticates itself.
+- `query`: every declared numeric parameter must be a finite number in its declared range (400).
+- `body`: a handler with a `body` parameter receives the declared model, parsed from a JSON body read
+  within the size limit (`http/bodies.py`).
+A test checks that every route the app serves is in its document.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel
 
+from services.gateway.http.auth import Auth
+from services.gateway.http.bodies import json_body
+from services.gateway.http.query import check_query, query_schema
 from services.gateway.http.statuses import STATUS_OF
 from services.gateway.messages import ERROR_MESSAGES
 
+#: What aiohttp calls.
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: What a route declares: `(request)`, or `(request, *, who=..., body=...)` for what the registry hands over.
+RouteHandler = Callable[..., Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=RouteHandler)
 
 
 @dataclass(frozen=True)
 class Endpoint:
     method: str
     path: str
-    handler: Handler
+    handler: RouteHandler
     summary: str
     body: type[BaseModel] | None
     response: type[BaseModel] | None
     status: int
-    auth: bool
+    auth: bool | Auth
     errors: tuple[str, ...]
     multipart: dict[str, str] | None
     # A query parameter's type name ("string", "integer") or its whole JSON schema (enum, lengths).
@@ -39,6 +54,45 @@ class Endpoint:
     also: tuple[int, ...] = ()
     # A caller that is not our client (WeChat Pay) gets its own error body instead of `Error`.
     error_schema: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        takes = inspect.signature(self.handler).parameters
+        if "who" in takes and not isinstance(self.auth, Auth):
+            raise TypeError(f"{self.handler.__name__} takes `who`: declare auth=STUDENT, PUBLIC or a role")
+        if "body" in takes and self.body is None:
+            raise TypeError(f"{self.handler.__name__} takes `body`: declare body=<model>")
+
+    @property
+    def authenticated(self) -> bool:
+        return self.auth.scheme is not None if isinstance(self.auth, Auth) else self.auth
+
+    def auth_error_codes(self) -> tuple[str, ...]:
+        if isinstance(self.auth, Auth):
+            return self.auth.error_codes(self.method)
+        return ("unauthenticated",) if self.auth else ()
+
+    def serve(self) -> Handler:
+        """The handler aiohttp calls: declared auth, query ranges and body enforced, then the route's own."""
+        takes = inspect.signature(self.handler).parameters
+        pass_who, pass_body = "who" in takes, "body" in takes
+        auth = self.auth if isinstance(self.auth, Auth) else None
+        query, model, handler = self.query, self.body, self.handler
+        if auth is None and not query and not pass_body:
+            return handler
+
+        async def serve(request: web.Request) -> web.StreamResponse:
+            extra: dict[str, Any] = {}
+            if auth is not None:
+                who = await auth.authenticate(request)
+                if pass_who:
+                    extra["who"] = who
+            check_query(request, query)
+            if pass_body and model is not None:
+                extra["body"] = await json_body(request, model)
+            return await handler(request, **extra)
+
+        serve.__name__ = handler.__name__
+        return serve
 
 
 class Api:
@@ -54,15 +108,15 @@ class Api:
         body: type[BaseModel] | None = None,
         response: type[BaseModel] | None = None,
         status: int = 200,
-        auth: bool = True,
+        auth: bool | Auth = True,
         errors: tuple[str, ...] = (),
         multipart: dict[str, str] | None = None,
         query: dict[str, str | dict[str, Any]] | None = None,
         binary: str | None = None,
         also: tuple[int, ...] = (),
         error_schema: dict[str, Any] | None = None,
-    ) -> Callable[[Handler], Handler]:
-        def register(handler: Handler) -> Handler:
+    ) -> Callable[[H], H]:
+        def register(handler: H) -> H:
             self.endpoints.append(
                 Endpoint(
                     method,
@@ -87,7 +141,7 @@ class Api:
 
     def install(self, app: web.Application) -> None:
         for endpoint in self.endpoints:
-            app.router.add_route(endpoint.method, endpoint.path, endpoint.handler)
+            app.router.add_route(endpoint.method, endpoint.path, endpoint.serve())
 
     def openapi(self) -> dict[str, Any]:
         schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
@@ -106,7 +160,7 @@ class Api:
                     "name": name,
                     "in": "query",
                     "required": False,
-                    "schema": kind if isinstance(kind, dict) else {"type": kind},
+                    "schema": query_schema(kind),
                 }
                 for name, kind in e.query.items()
             ]
@@ -150,9 +204,9 @@ class Api:
                 codes |= {"unsupported_media_type", "payload_too_large"}
             if e.body is not None:
                 codes.add("invalid_json")
-            if e.auth:
+            if e.authenticated:
                 operation["security"] = [{"session": []}]
-                codes.add("unauthenticated")
+            codes |= set(e.auth_error_codes())
             for status in sorted({STATUS_OF.get(c, 400) for c in codes}):
                 described = sorted(c for c in codes if STATUS_OF.get(c, 400) == status)
                 schema = e.error_schema or {"$ref": "#/components/schemas/Error"}
