@@ -44,6 +44,9 @@ class Settings(BaseSettings):
 
     http_host: str = "0.0.0.0"
     http_port: int = Field(default=8080, ge=0, le=65535)
+    # Where /readyz and /metrics are served. Unset: on the HTTP port (workers, whose port nothing exposes;
+    # local runs). The gateway sets it in production, so the port the ingress exposes serves neither.
+    ops_port: int | None = Field(default=None, ge=0, le=65535)
 
     outbox_poll_interval_s: float = Field(default=1.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)

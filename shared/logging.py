@@ -1,9 +1,11 @@
 """Structured logging (structlog): JSON in production, readable locally, PII masked on every line.
 
-Personal data must never reach a log unmasked (PIPL; the handbook's privacy rule). Three layers:
+Personal data must never reach a log unmasked (PIPL; the handbook's privacy rule). Four layers:
 values under sensitive keys are masked; those same values are scrubbed wherever else they appear
-in the event (an f-string message); and phone numbers, ID numbers and long digit runs are masked by
-pattern in every string, as a net for what nobody labelled.
+in the event (an f-string message); phone numbers, ID numbers, long digit runs and WeChat openids are
+masked by pattern in every string, as a net for what nobody labelled; and text nobody wrote for a log
+(exception messages and tracebacks, the message itself, which this project writes in English) has every
+run of Chinese characters masked like a name, since a name is exactly what no pattern can tell apart.
 """
 
 from __future__ import annotations
@@ -22,6 +24,10 @@ NAME_KEYS = frozenset({"name", "student_name", "real_name", "nickname", "full_na
 PHONE_KEYS = frozenset({"phone", "phone_number", "mobile", "purephonenumber", "pure_phone_number"})
 STUDENT_NUMBER_KEYS = frozenset({"student_number", "student_no", "xh"})
 ID_KEYS = frozenset({"id_last4", "id_masked", "id_number", "id_card", "certificate_number"})
+# A WeChat account: openid (per mini-program) and unionid (per developer account) identify a person.
+OPENID_KEYS = frozenset({"openid", "owner_openid", "payer_openid", "unionid", "sp_openid", "sub_openid"})
+# Text written by code that did not mean it for a log: exception messages and tracebacks.
+EXCEPTION_KEYS = frozenset({"event", "exception", "exc", "error", "traceback", "stack"})
 # A student's id is `<school code>:<student number>`: the school stays readable, the number is masked.
 STUDENT_ID_KEYS = frozenset({"student_id"})
 SECRET_KEYS = frozenset(
@@ -33,6 +39,14 @@ _PHONE_RE = re.compile(r"(?<![0-9A-Za-z])(?:\+?86[- ]?)?(1[3-9]\d)\d{4}(\d{4})(?
 _ID_NUMBER_RE = re.compile(r"(?<![0-9A-Za-z])\d{6}(?:19|20)\d{2}\d{7}[\dXx](?![0-9A-Za-z])")
 # Student numbers are long digit runs; eight or more digits are masked wherever they appear.
 _DIGIT_RUN_RE = re.compile(r"(?<![0-9A-Za-z])(\d{2})\d{4,}(\d{2})(?![0-9A-Za-z])")
+# A WeChat openid: 28 characters of [A-Za-z0-9_-], starting with "o" (mini-program and official accounts).
+_OPENID_RE = re.compile(
+    r"(?<![0-9A-Za-z_-])(o[0-9A-Za-z_-]{3})[0-9A-Za-z_-]{20}([0-9A-Za-z_-]{4})(?![0-9A-Za-z_-])"
+)
+# Han characters (CJK Unified Ideographs and Extension A, compatibility ideographs) and the name dot.
+_HAN_RUN_RE = re.compile(
+    r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff][\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff·]*"
+)
 
 
 def mask_name(value: str) -> str:
@@ -51,11 +65,23 @@ def mask_student_number(value: str) -> str:
     return f"{value[:2]}{'*' * max(len(value) - 4, 2)}{value[-2:]}" if len(value) > 4 else "****"
 
 
+def mask_openid(value: str) -> str:
+    """`oAbC…28 chars…wXyZ` → `oAbC****wXyZ`: enough to follow one account through the logs, not to reach it."""
+    value = value.strip()
+    return f"{value[:4]}****{value[-4:]}" if len(value) >= 12 else "****"
+
+
 def mask_text(text: str) -> str:
-    """Mask phone numbers, ID numbers and long digit runs found anywhere in free text."""
+    """Mask phone numbers, ID numbers, long digit runs and openids found anywhere in free text."""
     text = _PHONE_RE.sub(lambda m: f"{m.group(1)}****{m.group(2)}", text)
     text = _ID_NUMBER_RE.sub("******************", text)
+    text = _OPENID_RE.sub(lambda m: f"{m.group(1)}****{m.group(2)}", text)
     return _DIGIT_RUN_RE.sub(lambda m: f"{m.group(1)}****{m.group(2)}", text)
+
+
+def mask_unlabelled_text(text: str) -> str:
+    """Exception text and messages: `mask_text`, and every run of Chinese characters masked like a name."""
+    return _HAN_RUN_RE.sub(lambda m: mask_name(m.group(0)), mask_text(text))
 
 
 def mask_student_id(value: str) -> str:
@@ -64,14 +90,19 @@ def mask_student_id(value: str) -> str:
     return f"{school}:{mask_student_number(number)}" if sep else mask_student_number(value)
 
 
+_PERSONAL_KEYS = NAME_KEYS | PHONE_KEYS | STUDENT_NUMBER_KEYS | ID_KEYS | SECRET_KEYS | OPENID_KEYS
+
+
 def _mask_for_key(key: str, value: Any) -> Any:
     k = key.lower()
     if k in STUDENT_ID_KEYS and isinstance(value, str):
         return mask_student_id(value)
     if not isinstance(value, str):
-        if k in NAME_KEYS | PHONE_KEYS | STUDENT_NUMBER_KEYS | ID_KEYS | SECRET_KEYS and value is not None:
+        if k in _PERSONAL_KEYS and value is not None:
             return "****"
         return value
+    if k in OPENID_KEYS:
+        return mask_openid(value)
     if k in NAME_KEYS:
         return mask_name(value)
     if k in PHONE_KEYS:
@@ -120,7 +151,7 @@ def _redact(obj: Any, sensitive: dict[str, str], key: str = "") -> Any:
             return obj  # our own ids (uuids, hex) identify no person and must stay searchable
         for value, masked in sensitive.items():
             obj = obj.replace(value, masked)
-        return mask_text(obj)
+        return mask_unlabelled_text(obj) if key.lower() in EXCEPTION_KEYS else mask_text(obj)
     return obj
 
 

@@ -1,9 +1,12 @@
 """The process runtime every service shares: start-up, HTTP probes and metrics, graceful shutdown.
 
 `/healthz` answers while the process is alive; `/readyz` only while the database answers and the
-bus is connected (and, for a consumer, consuming); `/metrics` is Prometheus text. SIGTERM stops
-consumption, lets in-flight messages finish (up to `DRAIN_TIMEOUT_S`), then closes everything; a
-SIGTERM during the start-up retries (database or broker still away) ends the process at once, exit 0.
+bus is connected (and, for a consumer, consuming); `/metrics` is Prometheus text. With `OPS_PORT` set,
+`/readyz` and `/metrics` (and `/healthz`) are served on that port only, by a server of their own, and
+the HTTP port keeps just `/healthz`: the port an ingress exposes then tells the world nothing about the
+process. SIGTERM stops consumption, lets in-flight messages finish (up to `DRAIN_TIMEOUT_S`), then
+closes everything; a SIGTERM during the start-up retries (database or broker still away) ends the
+process at once, exit 0.
 """
 
 from __future__ import annotations
@@ -61,11 +64,16 @@ class Runtime:
         self._startup_timeout_s = startup_timeout_s
         self._consumer = False
         self._runner: web.AppRunner | None = None
+        self._ops_runner: web.AppRunner | None = None
         self._stopping = asyncio.Event()
         self._shutting_down = False
         self.app.router.add_get("/healthz", self._healthz)
-        self.app.router.add_get("/readyz", self._readyz)
-        self.app.router.add_get("/metrics", self._metrics)
+        # The probes and metrics: on the HTTP port, or on a port of their own (OPS_PORT).
+        self.ops_app = web.Application() if settings.ops_port is not None else self.app
+        if self.ops_app is not self.app:
+            self.ops_app.router.add_get("/healthz", self._healthz)
+        self.ops_app.router.add_get("/readyz", self._readyz)
+        self.ops_app.router.add_get("/metrics", self._metrics)
 
     async def __aenter__(self) -> Runtime:
         await self.start()
@@ -100,6 +108,11 @@ class Runtime:
         site = web.TCPSite(self._runner, self.settings.http_host, self.settings.http_port)
         await site.start()
         log.info("http listening", host=self.settings.http_host, port=self.http_port)
+        if self.ops_app is not self.app:
+            self._ops_runner = web.AppRunner(self.ops_app, access_log=None, handle_signals=False)
+            await self._ops_runner.setup()
+            await web.TCPSite(self._ops_runner, self.settings.http_host, self.settings.ops_port).start()
+            log.info("probes and metrics listening", host=self.settings.http_host, port=self.ops_port)
 
     async def _connect(self) -> None:
         async for attempt in AsyncRetrying(
@@ -121,6 +134,13 @@ class Runtime:
         assert self._runner is not None, "runtime not started"
         address = self._runner.addresses[0]
         return int(address[1])
+
+    @property
+    def ops_port(self) -> int:
+        """The port serving /readyz and /metrics: OPS_PORT as bound, or the HTTP port."""
+        if self._ops_runner is None:
+            return self.http_port
+        return int(self._ops_runner.addresses[0][1])
 
     async def consume(self, subscription: Subscription) -> None:
         self._consumer = True
@@ -148,6 +168,8 @@ class Runtime:
             log.info("drained", complete=drained)
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._ops_runner is not None:
+            await self._ops_runner.cleanup()
         with contextlib.suppress(Exception):
             await self.bus.close()
         await self.database.close()

@@ -96,6 +96,9 @@ def build_app(
         app[FIELD_CIPHER] = cipher_from_settings(settings)
     except KeyConfigError as exc:
         raise SystemExit(f"configuration error: {exc}") from exc
+    if settings.environment == "production" and settings.ops_port is None:
+        # The ingress exposes HTTP_PORT: readiness details and metrics must not be served there.
+        raise SystemExit("configuration error: OPS_PORT is required in production (/readyz and /metrics)")
 
     async def wechat_clients(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=wechat_settings.wechat_timeout_s)

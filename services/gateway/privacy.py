@@ -28,12 +28,18 @@ DEVELOPMENT_KEY = base64.b64encode(b"development-only-data-key-32byte").decode()
 
 
 def cipher_from_settings(settings: GatewaySettings) -> FieldCipher:
-    """The keyring of the configuration; outside production a missing key falls back to a development key."""
+    """The keyring of the configuration. Without a key the gateway refuses to start, unless the environment
+    is explicitly `development` or `test` (ENVIRONMENT set, not the default): then the public development
+    key, which protects nothing, is used with a warning. A deployment that forgot both never runs on it."""
     data_keys = settings.gateway_data_keys.get_secret_value()
     data_key = settings.gateway_data_key.get_secret_value()
     if not (data_keys.strip() or data_key.strip()):
-        if settings.environment == "production":
-            raise KeyConfigError("GATEWAY_DATA_KEYS (or GATEWAY_DATA_KEY) is required in production")
+        explicit = "environment" in settings.model_fields_set
+        if settings.environment == "production" or not explicit:
+            raise KeyConfigError(
+                "GATEWAY_DATA_KEYS (or GATEWAY_DATA_KEY) is required; only ENVIRONMENT=development or test "
+                "may run without one, on the public development key"
+            )
         log.warning("GATEWAY_DATA_KEY not set: using a development key; phone numbers are not protected")
         data_key = DEVELOPMENT_KEY
     return FieldCipher.from_config(data_keys, data_key)

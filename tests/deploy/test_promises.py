@@ -46,7 +46,38 @@ def test_probes_on_healthz_and_readyz(overlay: str) -> None:
         port = container["readinessProbe"]["httpGet"]["port"]
         declared = {p["name"]: p["containerPort"] for p in container["ports"]}
         assert port in declared, name
-        assert str(declared[port]) == config_value(render(overlay), deployment, "HTTP_PORT"), name
+        docs = render(overlay)
+        serving = config_value(docs, deployment, "OPS_PORT") or config_value(docs, deployment, "HTTP_PORT")
+        assert str(declared[port]) == serving, name
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_metrics_and_readiness_are_not_on_the_port_the_ingress_exposes(overlay: str) -> None:
+    """Issue 13 item 10: /metrics and /readyz were served on the gateway's public port."""
+    docs = render(overlay)
+    gateway = deployments(overlay)["gateway"]
+    container = gateway["spec"]["template"]["spec"]["containers"][0]
+    declared = {p["name"]: p["containerPort"] for p in container["ports"]}
+    service = of_kind(docs, "Service")["gateway"]
+    target_of = {p["name"]: p["targetPort"] for p in service["spec"]["ports"]}
+    exposed = set()
+    for ingress in of_kind(docs, "Ingress").values():
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                exposed.add(declared[target_of[path["backend"]["service"]["port"]["name"]]])
+    assert exposed == {int(config_value(docs, gateway, "HTTP_PORT") or 0)}
+    ops = config_value(docs, gateway, "OPS_PORT")
+    assert ops is not None and int(ops) not in exposed
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert declared[container[probe]["httpGet"]["port"]] == int(ops), probe
+    monitor = of_kind(docs, "ServiceMonitor")["gateway"]["spec"]["endpoints"][0]
+    assert declared[target_of[monitor["port"]]] == int(ops)
+    # Prometheus may reach the gateway's ops port only, not the API port.
+    policy = of_kind(docs, "NetworkPolicy")["gateway-metrics-from-prometheus"]
+    assert [p["port"] for p in policy["spec"]["ingress"][0]["ports"]] == ["ops"]
+    # The settings the gateway reads agree: a production gateway without OPS_PORT refuses to start.
+    assert GatewaySettings(ops_port=int(ops)).ops_port == int(ops)
+    assert config_value(docs, gateway, "GATEWAY_TRUSTED_PROXIES")
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import structlog
@@ -107,3 +108,39 @@ def test_a_student_id_keeps_its_school_and_masks_its_number(json_log):
     assert "211021" not in raw, raw
     assert line["student_id"] == "10487:21**21"
     assert line["photo_id"] == "p1"
+
+
+OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"  # the shape of a real one: 28 characters
+
+
+def test_exception_text_in_logs_is_not_redacted_names_inside_messages_and_openids(json_log):
+    """Issue 13 item 10: an exception's message and traceback came out as raised, names and openids included."""
+    log = structlog.get_logger()
+    try:
+        raise ValueError(f"cannot bind 赵小明 (欧阳·娜娜) to {OPENID}: phone 13812345678, number 2110216052")
+    except ValueError as exc:
+        log.exception("binding failed", error=str(exc))
+    try:
+        raise KeyError(OPENID)
+    except KeyError:
+        logging.getLogger("aiohttp.server").exception("Error handling request")  # a library's own line
+    lines = json_log()
+    raw = json.dumps(lines, ensure_ascii=False)
+    for secret in ("赵小明", "小明", "欧阳", "娜娜", OPENID, "13812345678", "2110216052"):
+        assert secret not in raw, f"{secret} leaked: {raw}"
+    first, second = lines
+    assert "ValueError: cannot bind 赵** (欧****) to oUpF****eS6o: phone 138****5678" in first["exception"]
+    assert "oUpF****eS6o" in first["exception"] and "oUpF****eS6o" in first["error"]
+    assert "赵**" in first["exception"] and "Traceback" in first["exception"]
+    assert "oUpF****eS6o" in second["exception"] and second["event"] == "Error handling request"
+
+
+def test_openid_values_are_masked_under_their_keys_and_anywhere_else(json_log):
+    log = structlog.get_logger()
+    log.info("session resolved", openid=OPENID, owner_openid="o-short", note=f"paid by {OPENID}", count=2)
+    log.info("bound", payer_openid=OPENID, application_id="a1", school="示例大学")
+    first, second = json_log()
+    assert first["openid"] == "oUpF****eS6o" and first["owner_openid"] == "****"
+    assert first["note"] == "paid by oUpF****eS6o" and first["count"] == 2
+    assert second["payer_openid"] == "oUpF****eS6o" and second["application_id"] == "a1"
+    assert second["school"] == "示例大学"  # labelled values that are not personal stay readable

@@ -107,7 +107,7 @@ def test_malformed_key_configuration_is_refused_without_echoing_the_key(
 
 
 def test_settings_production_needs_a_key_development_falls_back() -> None:
-    with pytest.raises(KeyConfigError, match="required in production"):
+    with pytest.raises(KeyConfigError, match="is required"):
         cipher_from_settings(GatewaySettings(environment="production"))
     assert cipher_from_settings(GatewaySettings(environment="development")).current == "k0"
     configured = cipher_from_settings(
@@ -127,3 +127,18 @@ def test_keyed_hashes_are_stable_per_key_and_found_after_rotation() -> None:
     assert after.keyed_hash("application-1", purpose="erasure") != digest
     assert digest in after.keyed_hashes("application-1", purpose="erasure")
     assert "application-1" not in digest
+
+
+def test_without_a_data_key_the_gateway_falls_back_to_the_public_development_key_unless_told_production(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 13 item 10: ENVIRONMENT left at its default (development) gave the public key with a warning."""
+    for name in ("ENVIRONMENT", "GATEWAY_DATA_KEY", "GATEWAY_DATA_KEYS"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(KeyConfigError, match="ENVIRONMENT=development or test"):
+        cipher_from_settings(GatewaySettings())
+    monkeypatch.setenv("ENVIRONMENT", "development")  # explicitly configured: the development key
+    assert cipher_from_settings(GatewaySettings()).current == "k0"
+    monkeypatch.setenv("ENVIRONMENT", "production")
+    with pytest.raises(KeyConfigError, match="is required"):
+        cipher_from_settings(GatewaySettings())

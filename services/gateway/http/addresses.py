@@ -15,6 +15,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -72,6 +76,7 @@ class TrustedProxies:
 
 TRUSTED_PROXIES = web.AppKey("trusted_proxies", TrustedProxies)
 CLIENT_ADDRESS = web.RequestKey("client_address", str)
+_warned: set[str] = set()
 
 
 def client_address(request: web.Request) -> str:
@@ -79,6 +84,20 @@ def client_address(request: web.Request) -> str:
     known = request.get(CLIENT_ADDRESS)
     if known is None:
         proxies = request.app.get(TRUSTED_PROXIES) or TrustedProxies()
-        known = proxies.client(request.remote, request.headers.getall("X-Forwarded-For", []))
+        forwarded = request.headers.getall("X-Forwarded-For", [])
+        known = proxies.client(request.remote, forwarded)
         request[CLIENT_ADDRESS] = known
+        peer = _address(request.remote or "")
+        if (
+            forwarded
+            and peer is not None
+            and peer.is_private
+            and not proxies.trusts(peer)
+            and known not in _warned
+        ):
+            # A proxy we do not trust, inside the cluster: every client then shares its address. Said once.
+            _warned.add(known)
+            log.warning(
+                "X-Forwarded-For from an untrusted private peer ignored: check GATEWAY_TRUSTED_PROXIES"
+            )
     return known
