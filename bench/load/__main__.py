@@ -33,6 +33,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--knee", default="", help="comma-separated arrival rates to step through after")
     parser.add_argument("--knee-step", type=float, default=50.0, help="seconds per knee step")
     parser.add_argument("--poll", type=float, default=1.0, help="the student's status poll interval (s)")
+    parser.add_argument(
+        "--no-long-poll",
+        action="store_true",
+        help="students poll their status every --poll s instead of long-polling it (the pre-16.3 client)",
+    )
     parser.add_argument("--operators", type=int, default=2, help="scripted reviewers")
     parser.add_argument("--name", default="", help="var/load/<name> (default: run or faults)")
     parser.add_argument("--free-ports", action="store_true", help="any free ports (beside another run)")
@@ -76,7 +81,12 @@ async def main(args: argparse.Namespace) -> int:
     # No more roster than the arrivals can use (Poisson: 30% above the mean is never reached in practice).
     steady_students = min(args.students, int(args.rate * args.duration * 1.3) + 10)
     run = LoadRun(
-        stack, out, poll_s=args.poll, operators=args.operators, step_timeout_s=300 if args.faults else 120
+        stack,
+        out,
+        poll_s=args.poll,
+        long_poll=not args.no_long_poll,
+        operators=args.operators,
+        step_timeout_s=300 if args.faults else 120,
     )
     phases: list[Phase] = []
     # The reference unit (bench/load/reference.py) before the stack starts and after it stops: the same

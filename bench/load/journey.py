@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -149,18 +150,28 @@ class Journey:
         }
 
 
+# The status long poll (`GET /api/v1/application?wait=N&since=...`, services/gateway/waiters.py).
+LONG_POLL_S = 20.0
+
 Transient = (aiohttp.ClientError, OSError, TimeoutError, asyncio.TimeoutError)
 
 
 class Student:
     def __init__(
-        self, kit: Kit, gateway: str, sandbox: str, http: aiohttp.ClientSession, poll_s: float
+        self,
+        kit: Kit,
+        gateway: str,
+        sandbox: str,
+        http: aiohttp.ClientSession,
+        poll_s: float,
+        long_poll: bool = True,
     ) -> None:
         self.kit = kit
         self.gateway = gateway
         self.sandbox = sandbox
         self.http = http
         self.poll_s = poll_s
+        self.long_poll = long_poll
         self.token = ""
         self.journey = Journey(kit.person)
 
@@ -210,21 +221,29 @@ class Student:
                     raise
                 await asyncio.sleep(1.0)
 
-    async def status(self) -> dict[str, Any]:
-        _, body = await self.call("GET", "/api/v1/application")
+    async def status(self, since: str = "") -> dict[str, Any]:
+        """The application; with `since` (its last `updated_at`), a long poll until it changes."""
+        query = f"?wait={LONG_POLL_S:g}&since={quote(since)}" if since and self.long_poll else ""
+        _, body = await self.call("GET", f"/api/v1/application{query}")
         return dict(body)
 
     async def wait_until(
         self, check: Callable[[dict[str, Any]], bool], what: str, timeout: float
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
+        since = ""
         while True:
-            status = await self.status()
+            asked = time.monotonic()
+            status = await self.status(since)
             if check(status):
                 return status
             if time.monotonic() > deadline:
                 raise TimeoutError(f"waited {timeout:g} s for {what}; state {status.get('state')}")
-            await asyncio.sleep(self.poll_s)
+            unchanged = status.get("updated_at") == since
+            since = str(status.get("updated_at") or "")
+            if not self.long_poll or (unchanged and time.monotonic() - asked < 0.5 * LONG_POLL_S):
+                # Polling (or a gateway without the long poll, which answers at once): wait a poll interval.
+                await asyncio.sleep(self.poll_s)
 
     async def run(self, step_timeout: float, notified: Callable[[str], Awaitable[float]]) -> Journey:
         j, person = self.journey, self.kit.person

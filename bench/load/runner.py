@@ -86,6 +86,7 @@ class LoadRun:
     stack: Stack
     out: Path
     poll_s: float = 0.5
+    long_poll: bool = True
     step_timeout_s: float = 120.0
     operators: int = 2
     seed: int = 7
@@ -203,7 +204,12 @@ class LoadRun:
                 kit = self.kits[self._next_kit]
                 self._next_kit += 1
                 student = Student(
-                    kit, self.stack.gateway_url, self.stack.sandbox_url, self._http, self.poll_s
+                    kit,
+                    self.stack.gateway_url,
+                    self.stack.sandbox_url,
+                    self._http,
+                    self.poll_s,
+                    long_poll=self.long_poll,
                 )
                 running.append(asyncio.create_task(student.run(self.step_timeout_s, self.notified)))
                 next_arrival += 1 / phase.rate if phase.even else rnd.expovariate(phase.rate)

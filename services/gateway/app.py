@@ -26,6 +26,7 @@ from services.gateway.context import (
     SESSIONS,
     SETTINGS,
     USERS,
+    WAITERS,
     WECHAT,
     Limiters,
 )
@@ -41,6 +42,7 @@ from services.gateway.privacy import KeyConfigError, cipher_from_settings
 from services.gateway.retention import retention_loop
 from services.gateway.schools import Schools, demo_school
 from services.gateway.store import INDEXES, Applications, Sessions, Users
+from services.gateway.waiters import Waiters
 from shared.config import load_settings
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay
@@ -83,7 +85,8 @@ def build_app(
     app[DATABASE] = runtime.database
     app[BLOBS] = runtime.blobs
     app[RELAY] = relay
-    app[APPLICATIONS] = Applications(runtime.database, relay.wake)
+    app[WAITERS] = Waiters(recheck_s=settings.gateway_long_poll_recheck_s)
+    app[APPLICATIONS] = Applications(runtime.database, relay.wake, changed=app[WAITERS].changed)
     app[USERS] = Users(runtime.database)
     app[SESSIONS] = Sessions(runtime.database, timedelta(hours=settings.gateway_session_ttl_hours))
     app[SCHOOLS] = Schools(runtime.database)

@@ -50,6 +50,9 @@ class GatewaySettings(Settings):
     # notification never came.
     gateway_order_expiry_minutes: int = Field(default=30, ge=5, le=120)
     gateway_reconcile_interval_s: float = Field(default=60, gt=0)
+    # A long poll (`?wait=`) is woken by this process's own writes; it also reads the database again
+    # this often, for changes another replica wrote (services/gateway/waiters.py).
+    gateway_long_poll_recheck_s: float = Field(default=5.0, gt=0, le=60)
     gateway_reconcile_after_s: float = Field(default=120, ge=0)
     # How often the applications-by-state gauge (the funnel on the dashboard) is recounted.
     gateway_funnel_interval_s: float = Field(default=30, gt=0)

@@ -11,6 +11,7 @@ from services.gateway.http.limits import RateLimiter
 from services.gateway.privacy import FieldCipher
 from services.gateway.schools import Schools
 from services.gateway.store import Applications, Sessions, Users
+from services.gateway.waiters import Waiters
 from shared.blobs import BlobStore
 from shared.db import Database
 from shared.outbox import OutboxRelay
@@ -29,6 +30,7 @@ DATABASE = web.AppKey("database", Database)
 BLOBS = web.AppKey("blobs", BlobStore)
 RELAY = web.AppKey("relay", OutboxRelay)
 APPLICATIONS = web.AppKey("applications", Applications)
+WAITERS = web.AppKey("waiters", Waiters)
 USERS = web.AppKey("users", Users)
 SESSIONS = web.AppKey("sessions", Sessions)
 SCHOOLS = web.AppKey("schools", Schools)

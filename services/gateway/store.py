@@ -54,9 +54,17 @@ Decision = Callable[[Application], Change]
 
 
 class Applications:
-    def __init__(self, database: Database, wake_relay: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        database: Database,
+        wake_relay: Callable[[], None],
+        *,
+        changed: Callable[..., None] | None = None,
+    ) -> None:
         self.collection = database.db["applications"]
         self._wake = wake_relay
+        # Called with the document before and after each write: wakes long polls (waiters.py).
+        self._changed = changed or (lambda *documents: None)
 
     async def get(self, application_id: str) -> Document | None:
         return await self.collection.find_one({"_id": application_id}, {"outbox": 0})
@@ -74,6 +82,7 @@ class Applications:
         )
         if events:
             self._wake()
+        self._changed(document)
 
     async def mutate(self, application_id: str, decide: Decide, *, attempts: int = 8) -> Document:
         """Apply `decide(current)` atomically; returns the document as written. Retries on a lost race."""
@@ -98,6 +107,7 @@ class Applications:
                 after = {**current, **fields, "version": current["version"] + 1}
                 for name in change.unset:
                     after.pop(name, None)
+                self._changed(current, after)
                 return after
         raise ConcurrentUpdate(application_id)
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from services.gateway.api.common import caller, find_my_application, idempotency_key
 from services.gateway.applications import ScanStatus
-from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, LIMITERS, REQUEST_ID, SETTINGS
+from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, LIMITERS, REQUEST_ID, SETTINGS, WAITERS
 from services.gateway.domain import codes
 from services.gateway.domain.application import Application
 from services.gateway.http.bodies import form_data, json_object, validation_error
@@ -239,18 +239,18 @@ async def code_status(request: web.Request) -> web.Response:
     scan_id = request.match_info["scan_id"]
     wait = query_number(request, "wait", STATUS_QUERY, 0.0)  # finite, 0-25: checked by the registry
     collection = request.app[DATABASE].db["applications"]
+    waiters = request.app[WAITERS]
     deadline = asyncio.get_running_loop().time() + wait
     while True:
+        seen = waiters.seen(who.openid)  # before the read: a change during it is not missed
         # Only the caller's own application: another student's scan id answers 404, like an unknown one.
         application = await collection.find_one(
             {"code.scan_id": scan_id, "owner_openid": who.openid}, {"outbox": 0}
         )
         if application is None:
             raise ApiError(404, "not_found")
-        if (
-            application["code"]["status"] != ScanStatus.PENDING
-            or asyncio.get_running_loop().time() >= deadline
-            or client_gone(request)
-        ):
+        remaining = deadline - asyncio.get_running_loop().time()
+        if application["code"]["status"] != ScanStatus.PENDING or remaining <= 0 or client_gone(request):
             return json_response(scan_view(application).model_dump(mode="json"))
-        await asyncio.sleep(0.2)
+        # Woken by the gateway applying the codec's result (waiters.py), not by reading every 0.2 s.
+        await waiters.wait(who.openid, seen, min(remaining, waiters.recheck_s))

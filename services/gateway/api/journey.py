@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from typing import Any
 
@@ -14,15 +15,18 @@ from services.gateway.applications import (
     State,
     delivery_step,
 )
-from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, SCHOOLS
+from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, SCHOOLS, WAITERS
 from services.gateway.domain import confirmation
 from services.gateway.domain.application import resubmissions_remaining
 from services.gateway.domain.rules import SchoolRules
 from services.gateway.http.bodies import json_body
 from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.longpoll import client_gone
+from services.gateway.http.query import query_number
 from services.gateway.http.registry import Api
 from services.gateway.quota import Quota, remaining
 from services.gateway.schools import Option, SchoolPublicView
+from services.gateway.waiters import same_instant
 from shared.blobs import BlobNotFound
 from shared.db import Document
 from shared.events import ChsiStudent, utcnow
@@ -196,18 +200,41 @@ def application_view(application: Document, rules: SchoolRules) -> ApplicationVi
     )
 
 
+# The status long poll (docs/api.md): `wait` seconds at most, `since` the `updated_at` the client has.
+STATUS_QUERY: dict[str, str | dict[str, Any]] = {
+    "wait": {"type": "number", "minimum": 0, "maximum": 25},
+    "since": "string",
+}
+
+
 @api.route(
     "GET",
     "/api/v1/application",
-    summary="The application's state, the next step and the last failure reason",
+    summary=(
+        "The application's state, the next step and the last failure reason; `?wait=N&since=UPDATED_AT` "
+        "long-polls up to N s (≤ 25) until it differs from the `updated_at` the client has"
+    ),
     response=ApplicationView,
+    query=STATUS_QUERY,
     errors=("no_application",),
 )
 async def application_status(request: web.Request) -> web.Response:
     who = await caller(request)
-    application = await my_application(request, who)
-    rules = await request.app[SCHOOLS].rules(application.get("school_code"))
-    return json_response(application_view(application, rules).model_dump(mode="json"))
+    wait = query_number(request, "wait", STATUS_QUERY, 0.0)  # finite, 0-25: checked by the registry
+    since = request.query.get("since", "")[:64]
+    waiters = request.app[WAITERS]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        seen = waiters.seen(who.openid)  # before the read: a change during it is not missed
+        application = await my_application(request, who)
+        rules = await request.app[SCHOOLS].rules(application.get("school_code"))
+        view = application_view(application, rules).model_dump(mode="json")
+        remaining = deadline - loop.time()
+        if not same_instant(since, view["updated_at"]) or remaining <= 0 or client_gone(request):
+            return json_response(view)
+        # Woken by this gateway's own write; the database again every recheck_s (another replica's).
+        await waiters.wait(who.openid, seen, min(remaining, waiters.recheck_s))
 
 
 async def _image(request: web.Request, blob_id: str | None) -> web.Response:
