@@ -70,7 +70,7 @@ async def test_a_waiting_student_is_woken_by_the_result_and_reads_nothing_meanwh
         waiting = asyncio.create_task(student.request("GET", f"/api/v1/application?wait=25&since={since}"))
         await until(lambda: waiters.waiting == 1)
         before = application_finds()
-        await score(env, app_id, photo["photo_id"], "10487:2110216052", 91.5)
+        await score(env, app_id, photo["photo_id"], "10487:2110216052", 83.5, band="borderline")
         status, changed = await waiting
         assert (
             status == 200
@@ -80,6 +80,10 @@ async def test_a_waiting_student_is_woken_by_the_result_and_reads_nothing_meanwh
         assert time.monotonic() - started < 25
         # The handler's own read and write, and the woken request's one read: no polling.
         assert application_finds() - before <= 3
+        # The score's band reaches the application the console shows reviewers (review.js).
+        stored = await system.gateway.database.db["applications"].find_one({"_id": app_id})
+        assert stored["match"]["band"] == "borderline" and stored["match"]["score"] == 83.5
+        assert "band" not in changed["match"]  # the student's view keeps score, passed, photo id
 
         # Without `since`, or with one that is not the current value, the answer is immediate.
         for query in ("", "?wait=25", f"?wait=25&since={quote('2000-01-01T00:00:00Z')}", "?wait=25&since="):

@@ -97,6 +97,8 @@ class Match(Part):
     score: float = 0.0
     passed: bool = False
     photo_id: str | None = None
+    # clear_pass / borderline / clear_fail (match.scored.v1, docs/matching.md): shown to the reviewer.
+    band: str | None = None
 
 
 class Failure(Part):

@@ -86,7 +86,7 @@ def apply_match(application: Application, result: MatchScored, now: datetime) ->
     if application.state is not State.SUBMITTED:
         return NO_CHANGE  # already applied, or the application moved on
     state = transition(application.state, action)
-    match = Match(score=result.score, passed=result.passed, photo_id=result.photo_id)
+    match = Match(score=result.score, passed=result.passed, photo_id=result.photo_id, band=result.band)
     if action is Action.MATCH_PASSED:
         return application.change(state=state, match=match)
     # The matching service's own sentence when it has one (e.g. no face found in the photo).

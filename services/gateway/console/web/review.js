@@ -115,11 +115,19 @@ export function reviewPage(root, ctx) {
     status.textContent = text;
   }
 
+  const BAND_LABELS = {
+    clear_pass: "明显高于及格线",
+    borderline: "临界分数，请重点核对",
+    clear_fail: "明显低于及格线",
+  };
+
   function render(item, images) {
     const match = item.match || {};
     const photo = item.submitted_photo;
     const student = item.student || {};
     const score = typeof match.score === "number" ? match.score.toFixed(1) : "—";
+    // Where the score sits against the pass mark (match.scored.v1 `band`): look hardest at borderline passes.
+    const band = BAND_LABELS[match.band] || "";
     const measures = (photo && photo.measures) || [];
     replace(
       caseBox,
@@ -137,7 +145,13 @@ export function reviewPage(root, ctx) {
         h("figure", images.admission, h("figcaption", "录取照片")),
         h(
           "aside.report",
-          h("div.score", { dataset: { passed: String(Boolean(match.passed)) } }, h("span", "比对分数"), h("strong", score)),
+          h(
+            "div.score",
+            { dataset: { passed: String(Boolean(match.passed)), band: match.band || "" } },
+            h("span", "比对分数"),
+            h("strong", score),
+            band ? h("span.band", band) : null,
+          ),
           h("h4", "质量检测"),
           measures.length
             ? h(
