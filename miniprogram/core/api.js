@@ -190,8 +190,20 @@ function createApi(options) {
     }
   }
 
+  // Images never change under their path (a photo id's standardised JPEG, the admission photo): fetched
+  // once per run, so the submit page shows the photo the result page already downloaded.
+  const images = {}
+
   /** An image behind the session (standardised photo, admission photo) as a local file for <image>. */
   function downloadImage(path) {
+    if (images[path]) return Promise.resolve(images[path])
+    return fetchImage(path).then(file => {
+      images[path] = file
+      return file
+    })
+  }
+
+  function fetchImage(path) {
     return new Promise((resolve, reject) => {
       wx.downloadFile({
         url: baseUrl + path,

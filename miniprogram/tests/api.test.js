@@ -105,3 +105,30 @@ describe('the long poll', () => {
     await expect(api.waitForScan('s1', { timeoutMs: 3000 })).rejects.toMatchObject({ code: 'timeout' })
   })
 })
+
+describe('images behind the session', () => {
+  test('downloaded with the Bearer header once per path, then reused', async () => {
+    const wx = fakeWx({})
+    wx.storage.session_token = 'tok'
+    const api = make(wx)
+    const first = await api.downloadImage('/api/v1/photos/p1/image')
+    expect(await api.downloadImage('/api/v1/photos/p1/image')).toBe(first)
+    await api.downloadImage('/api/v1/admission-photo')
+    const downloads = wx.calls.filter(c => c.api === 'downloadFile')
+    expect(downloads.map(c => c.url)).toEqual(['https://gw.test/api/v1/photos/p1/image', 'https://gw.test/api/v1/admission-photo'])
+    expect(downloads[0].header.Authorization).toBe('Bearer tok')
+  })
+
+  test('a refused download is not cached and carries the gateway code', async () => {
+    let n = 0
+    const wx = fakeWx({}, {
+      downloadFile(opts) {
+        wx.calls.push({ api: 'downloadFile', url: opts.url })
+        Promise.resolve().then(() => (n++ === 0 ? opts.success({ statusCode: 410, data: JSON.stringify({ code: 'photo_purged', message: '照片已按保存期限删除。' }) }) : opts.success({ statusCode: 200, tempFilePath: 'wxfile://x' })))
+      },
+    })
+    const api = make(wx)
+    await expect(api.downloadImage('/api/v1/photos/p9/image')).rejects.toMatchObject({ code: 'photo_purged', status: 410 })
+    expect(await api.downloadImage('/api/v1/photos/p9/image')).toBe('wxfile://x')
+  })
+})
