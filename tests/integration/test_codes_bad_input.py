@@ -185,6 +185,6 @@ async def test_duplicate_submission_is_one_scan_and_one_event(env):
         status, body = await student.request(
             "POST", "/api/v1/codes", json={**payload, "name": "钱小红"}, headers=headers
         )
-        assert (status, body["code"]) == (409, "idempotency_conflict")
+        assert (status, body["code"]) == (409, "idempotency_key_reused")
         app = await db["applications"].find_one({})
         assert app["claim"]["name"] == CLAIM["name"] and app["state"] == "code_verified"

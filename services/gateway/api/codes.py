@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from services.gateway.api.common import caller, find_my_application, idempotency_key
+from services.gateway.api.common import Caller, caller, find_my_application, once, request_print
 from services.gateway.applications import ScanStatus
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, LIMITERS, REQUEST_ID, SETTINGS, WAITERS
 from services.gateway.domain import codes
@@ -21,9 +20,8 @@ from services.gateway.http.longpoll import client_gone
 from services.gateway.http.query import query_number
 from services.gateway.http.registry import Api
 from services.gateway.http.uploads import IMAGE_UPLOAD_ERRORS, sniff_image
-from services.gateway.store import Change
 from shared.db import Document
-from shared.events import ChsiStudent, StudentClaim, derived_id, new_id, utcnow
+from shared.events import ChsiStudent, StudentClaim, new_id, utcnow
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -93,13 +91,6 @@ async def _read_submission(request: web.Request) -> tuple[CodeSubmission, bytes 
         raise validation_error(exc) from exc
 
 
-def _fingerprint(submission: CodeSubmission, image: bytes | None) -> str:
-    """What makes two submissions "the same request" for an Idempotency-Key."""
-    digest = hashlib.sha256(submission.model_dump_json().encode())
-    digest.update(hashlib.sha256(image or b"").digest())
-    return digest.hexdigest()
-
-
 @api.route(
     "POST",
     "/api/v1/codes",
@@ -121,7 +112,8 @@ def _fingerprint(submission: CodeSubmission, image: bytes | None) -> str:
         "code_source_required",
         "text_too_long",
         "application_locked",
-        "idempotency_conflict",
+        "idempotency_key_reused",
+        "busy",
         *IMAGE_UPLOAD_ERRORS,
     ),
 )
@@ -142,19 +134,25 @@ async def submit_code(request: web.Request) -> web.Response:
     if image is not None and (wait := request.app[LIMITERS].upload.allow(who.openid)):
         raise ApiError(429, "rate_limited", retry_after_s=round(wait, 1))
 
-    key = idempotency_key(request)
-    scan_id = derived_id("scan", who.openid, key) if key else new_id()
-    fingerprint = _fingerprint(submission, image)
+    print_ = request_print(request, submission.model_dump_json().encode(), image or b"")
+    return await once(request, who, print_, lambda: _scan(request, who, submission, image, content_type))
+
+
+async def _scan(
+    request: web.Request,
+    who: Caller,
+    submission: CodeSubmission,
+    image: bytes | None,
+    content_type: str | None,
+) -> tuple[int, dict[str, Any]]:
+    # Always a new scan id: one reused from an earlier scan would get the codec's stored outcome of that
+    # scan under its old event id, which the gateway skips as done (the application stuck waiting).
+    scan_id = new_id()
     applications = request.app[APPLICATIONS]
     existing = await find_my_application(request, who)
-    if existing is not None and existing.get("code", {}).get("scan_id") == scan_id:
-        if existing["code"].get("request_fingerprint") != fingerprint:
-            raise ApiError(409, "idempotency_conflict")  # same key, different request: the first stands
-        return _accepted(existing)  # a retry of the same request: same answer, nothing new stored
     if existing is not None:
-        codes.check_rescan(Application.from_doc(existing))
-
-    application_id = existing["_id"] if existing else derived_id("application", who.openid, key or new_id())
+        codes.check_rescan(Application.from_doc(existing))  # before an image is stored
+    application_id = existing["_id"] if existing else new_id()
     blob_id = None
     if image is not None:
         blob_id = await request.app[BLOBS].put(
@@ -177,30 +175,24 @@ async def submit_code(request: web.Request) -> web.Response:
     now = utcnow()
     if existing is None:
         document, event = codes.open_application(application_id, who.openid, command, now)
-        document["code"]["request_fingerprint"] = fingerprint
         await applications.create(document, event)
         written = Application.from_doc({**document, "version": 1})
     else:
-
-        def rescan(app: Application) -> Change:
-            change = codes.rescan(app, command, now)
-            change.set["code"]["request_fingerprint"] = fingerprint
-            return change
-
-        written = await applications.apply(application_id, rescan)
+        written = await applications.apply(application_id, lambda app: codes.rescan(app, command, now))
     log.info("code submitted", scan_id=scan_id, source=command.source.value)
-    return _accepted({"_id": written.id, "code": written.code.doc() if written.code else {}})
+    return 202, _accepted(written)
 
 
-def _accepted(application: Document) -> web.Response:
-    scan_id = application["code"]["scan_id"]
+def _accepted(application: Application) -> dict[str, Any]:
+    assert application.code is not None
+    scan_id = application.code.scan_id
     reply = ScanAccepted(
-        application_id=application["_id"],
+        application_id=application.id,
         scan_id=scan_id,
-        status=application["code"]["status"],
+        status=application.code.status.value,
         status_url=f"/api/v1/codes/{scan_id}",
     )
-    return json_response(reply.model_dump(), status=202)
+    return reply.model_dump(mode="json")
 
 
 def scan_view(application: Document) -> ScanView:

@@ -11,7 +11,7 @@ from aiohttp import web
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.gateway.api.common import caller, idempotency_key, my_application
+from services.gateway.api.common import caller, my_application, once, request_print
 from services.gateway.applications import Action, transition
 from services.gateway.context import APPLICATIONS, BLOBS, DATABASE, LIMITERS, REQUEST_ID, SCHOOLS, SETTINGS
 from services.gateway.domain import photos, submissions
@@ -21,12 +21,13 @@ from services.gateway.domain.field_rules import check_capture_source
 from services.gateway.domain.rules import SchoolRules
 from services.gateway.domain.statuses import PhotoSource
 from services.gateway.http.bodies import form_data, json_body
-from services.gateway.http.errors import ApiError, json_response
+from services.gateway.http.errors import ApiError
 from services.gateway.http.registry import Api
 from services.gateway.http.uploads import IMAGE_UPLOAD_ERRORS, sniff_image
 from services.gateway.quota import remaining
 from shared.blobs import BlobNotFound
-from shared.events import derived_id, new_id, utcnow
+from shared.db import Document
+from shared.events import new_id, utcnow
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -81,6 +82,8 @@ def _album_problems(data: bytes, content_type: str, settings: Any) -> list[str]:
         "album_photo_invalid",
         "capture_source_not_accepted",
         "quota_exhausted",
+        "idempotency_key_reused",
+        "busy",
         *IMAGE_UPLOAD_ERRORS,
     ),
 )
@@ -107,13 +110,22 @@ async def upload_photo(request: web.Request) -> web.Response:
     if wait := request.app[LIMITERS].upload.allow(who.openid):
         raise ApiError(429, "rate_limited", retry_after_s=round(wait, 1))
 
-    key = idempotency_key(request)
-    photo_id = derived_id("photo", who.openid, key) if key else new_id()
-    current = Application.from_doc(application)
-    if photo_id in current.photos:
-        return _accepted(current, photo_id, rules)  # the same request again: no second slot
-    photos.check_upload(current, rules, utcnow())  # before storing anything
+    print_ = request_print(request, source.encode(), data)
+    return await once(
+        request, who, print_, lambda: _upload(request, application, source, data, content_type, rules)
+    )
 
+
+async def _upload(
+    request: web.Request,
+    application: Document,
+    source: str,
+    data: bytes,
+    content_type: str,
+    rules: SchoolRules,
+) -> tuple[int, dict[str, Any]]:
+    photo_id = new_id()
+    photos.check_upload(Application.from_doc(application), rules, utcnow())  # before storing anything
     blob_id = await request.app[BLOBS].put(
         data,
         filename=f"raw-{photo_id}",
@@ -131,13 +143,11 @@ async def upload_photo(request: web.Request) -> web.Response:
         written = await request.app[APPLICATIONS].apply(
             application["_id"], lambda app: photos.upload_photo(app, command, rules, utcnow())
         )
-    except DomainError:
+    except BaseException:
         await _discard(request, blob_id)
         raise
-    if written.photos[photo_id].raw_blob_id != blob_id:
-        await _discard(request, blob_id)
     log.info("photo accepted", photo_id=photo_id, source=source)
-    return _accepted(written, photo_id, rules)
+    return 202, _accepted(written, photo_id, rules)
 
 
 async def _discard(request: web.Request, blob_id: str) -> None:
@@ -145,7 +155,7 @@ async def _discard(request: web.Request, blob_id: str) -> None:
         await request.app[BLOBS].delete(blob_id)
 
 
-def _accepted(application: Application, photo_id: str, rules: SchoolRules) -> web.Response:
+def _accepted(application: Application, photo_id: str, rules: SchoolRules) -> dict[str, Any]:
     photo = application.photos[photo_id]
     left = remaining(application.quota, utcnow(), rules)
     reply = PhotoAccepted(
@@ -154,7 +164,7 @@ def _accepted(application: Application, photo_id: str, rules: SchoolRules) -> we
         standardisation_number=photo.standardisation_number,
         standardisations_left_today=left,
     )
-    return json_response(reply.model_dump(), status=202)
+    return reply.model_dump(mode="json")
 
 
 @api.route(
@@ -171,21 +181,21 @@ def _accepted(application: Application, photo_id: str, rules: SchoolRules) -> we
         "admission_photo_required",
         "admission_photo_missing",
         "resubmissions_exhausted",
-        "idempotency_conflict",
+        "idempotency_key_reused",
+        "busy",
     ),
 )
 async def submit_photo(request: web.Request) -> web.Response:
     who = await caller(request)
     application = await my_application(request, who)
     body = await json_body(request, SubmissionRequest)
-    key = idempotency_key(request)
-    submission_id = derived_id("submission", application["_id"], key) if key else new_id()
-    previous = application.get("submission") or {}
-    if previous.get("submission_id") == submission_id:
-        if previous.get("photo_id") != body.photo_id:
-            raise ApiError(409, "idempotency_conflict")
-        rules = await request.app[SCHOOLS].rules(application.get("school_code"))
-        return _submitted(Application.from_doc(application), rules)
+    print_ = request_print(request, body.model_dump_json().encode())
+    return await once(request, who, print_, lambda: _submit(request, application, body))
+
+
+async def _submit(
+    request: web.Request, application: Document, body: SubmissionRequest
+) -> tuple[int, dict[str, Any]]:
     student = (
         await request.app[DATABASE]
         .db["students"]
@@ -193,7 +203,9 @@ async def submit_photo(request: web.Request) -> web.Response:
     )
     rules = await request.app[SCHOOLS].rules(application.get("school_code"))
     command = submissions.SubmitPhoto(
-        submission_id=submission_id,
+        # Always new: the photo.confirmed event id derives from it, so matching never skips a new
+        # submission as a repeat of an earlier one (a key used again is answered by `once`).
+        submission_id=new_id(),
         photo_id=body.photo_id,
         admission_photo_confirmed=body.admission_photo_confirmed,
         admission_photo_blob_id=(student or {}).get("admission_photo_blob_id"),
@@ -203,10 +215,10 @@ async def submit_photo(request: web.Request) -> web.Response:
         application["_id"], lambda app: submissions.submit_photo(app, command, rules, utcnow())
     )
     log.info("photo submitted", photo_id=body.photo_id)
-    return _submitted(written, rules)
+    return 202, _submitted(written, rules)
 
 
-def _submitted(application: Application, rules: SchoolRules) -> web.Response:
+def _submitted(application: Application, rules: SchoolRules) -> dict[str, Any]:
     submission = application.submission
     if submission is None or submission.submission_id is None or submission.submitted_at is None:
         raise DomainError("not_found")
@@ -216,4 +228,4 @@ def _submitted(application: Application, rules: SchoolRules) -> web.Response:
         submitted_at=submission.submitted_at,
         resubmissions_left=application.resubmissions_remaining(rules),
     )
-    return json_response(reply.model_dump(mode="json"), status=202)
+    return reply.model_dump(mode="json")
