@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from services.gateway.domain.statuses import PhotoStatus
 from services.gateway.privacy import FieldCipher
 from services.gateway.retention import application_blob_ids, delete_blobs
 from shared.blobs import BlobStore
@@ -50,7 +51,7 @@ PURPOSE = "erasure"
 IN_FLIGHT_STATES = frozenset({"code_submitted", "submitted"})
 # A photo uploaded and not yet answered by imaging (whatever the application's state, e.g. `paid`): imaging
 # would write its standardised rendering and its `photos` document back after the erasure.
-IN_FLIGHT_PHOTO_STATUS = "processing"
+IN_FLIGHT_PHOTO_STATUS = PhotoStatus.PROCESSING.value
 # Audit target fields that identify nobody: everything else in an erased application's entries goes.
 AUDIT_KEEP = frozenset(
     {

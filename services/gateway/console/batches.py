@@ -25,6 +25,7 @@ from typing import Any
 
 from pymongo import IndexModel
 
+from services.gateway.applications import State
 from services.gateway.domain import delivery
 from services.gateway.domain.delivery import NotClaimable, Stage
 from services.gateway.store import Applications, ConcurrentUpdate
@@ -54,7 +55,7 @@ def ready_filter(school_code: str) -> dict[str, Any]:
     """Applications waiting for a batch."""
     return {
         "school_code": school_code,
-        "state": "approved",
+        "state": State.APPROVED.value,
         "delivery": {"$exists": False},
         "merged_into": {"$exists": False},
     }

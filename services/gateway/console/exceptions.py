@@ -16,6 +16,7 @@ from services.gateway.console.cases import PREFIX, PhotoView, photo_view, scoped
 from services.gateway.console.operators import Operator, Role
 from services.gateway.context import APPLICATIONS
 from services.gateway.domain import photos
+from services.gateway.domain.statuses import PhotoStatus
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
 from shared.db import Document
@@ -69,7 +70,7 @@ def _rejected_photos(application: Document) -> list[PhotoView]:
     return [
         photo_view(application["_id"], photo_id, photo)
         for photo_id, photo in photos.items()
-        if photo.get("status") == "rejected"
+        if photo.get("status") == PhotoStatus.REJECTED
     ]
 
 
