@@ -457,7 +457,10 @@ def submitted() -> Application:
 
 def test_a_passed_comparison_goes_to_review():
     change = submissions.apply_match(submitted(), scored(), T0)
-    assert change.set == {"state": "in_review", "match": {"score": 90.0, "passed": True, "photo_id": "p1"}}
+    assert change.set == {
+        "state": "in_review",
+        "match": {"score": 90.0, "passed": True, "photo_id": "p1", "band": None},
+    }
 
 
 def test_a_failed_comparison_says_the_pass_mark_and_many_go_to_the_registrar():
