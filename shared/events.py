@@ -199,6 +199,9 @@ class QualityMeasure(BaseModel):
     message: str | None = Field(default=None, max_length=200)
     # The configured threshold, readable by an operator (">= 0.14", "50-110 px").
     threshold: str | None = Field(default=None, max_length=64)
+    # Failed, but not a refusal: where the standard leaves room (a smile, hair near the ears) or the
+    # measure cannot be sure (residue, recapture), the photo goes on to the manual review flagged.
+    advisory: bool = False
 
 
 class PhotoGeometry(BaseModel):

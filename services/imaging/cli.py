@@ -3,8 +3,9 @@
 ``python -m services.imaging.cli standardize INPUT OUTPUT`` writes the standardised JPEG and prints a
 JSON report; ``check INPUT`` prints the report only; ``print-sheet INPUT OUTPUT --name N
 --student-number S`` lays a standardised photo out on 6-inch paper. The report is
-``{"file", "ok", "checks": [{name, passed, value, score, code, threshold, message}], "reasons",
-"geometry", "bytes", "ms", "error"}``; ``code`` is the reason code of a failed check or ``ok``.
+``{"file", "ok", "checks": [{name, passed, value, score, code, threshold, message, advisory}],
+"reasons", "flags", "geometry", "bytes", "ms", "error"}``; ``code`` is the reason code of a failed
+check or ``ok``; ``reasons`` refuse the photo, ``flags`` (advisory failures) send it to the review.
 Exit status: 0 whenever the photo could be judged (even if checks failed), 1 if the file could not be
 read or is not a usable image, 2 for bad arguments. Thresholds come from ``IMAGING_*`` variables.
 """
@@ -41,10 +42,12 @@ def report_json(path: str, report: Report) -> dict[str, Any]:
                 "code": m.reason or "ok",
                 "threshold": m.threshold,
                 "message": rejection_message(m.reason) if m.reason else None,
+                "advisory": m.advisory,
             }
             for m in report.measures
         ],
         "reasons": report.reasons,
+        "flags": report.flags,
         "geometry": report.geometry,
         "bytes": len(report.jpeg) if report.jpeg is not None else None,
         "ms": round(report.ms, 1),

@@ -59,6 +59,7 @@ def measure_event(measure: Measure) -> QualityMeasure:
         reason=measure.reason,
         message=rejection_message(measure.reason) if measure.reason else None,
         threshold=measure.threshold,
+        advisory=measure.advisory,
     )
 
 
@@ -171,6 +172,8 @@ def _document(submitted: PhotoSubmitted, report: Report, blob_id: str | None) ->
         "placed_blob_id": None if report.ok else blob_id,
         "reasons": reasons,
         "messages": [rejection_message(r) for r in reasons],
+        # Advisory failures (not refusals): the manual review sees them in the measures.
+        "flags": report.flags,
         "measures": [measure_event(m).model_dump() for m in report.measures],
         "geometry": report.geometry,
         "ms": round(report.ms, 1),

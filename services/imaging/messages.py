@@ -49,6 +49,9 @@ REJECTION_MESSAGES: dict[str, str] = {
     "clothing_like_background": "服装颜色与浅蓝色背景太接近，请换深色或非蓝色的衣服。",
     "background_not_blue": "相册照片须为浅蓝色背景的证件照，请改用拍照或上传浅蓝底证件照。",
     "background_not_uniform": "背景不均匀（有阴影或杂物），请在纯色墙面前重拍。",
+    "recaptured": "请直接拍摄本人，不要翻拍屏幕或纸质照片。",
+    "beautified": "照片疑似经过美颜处理，请使用未经美颜、滤镜的原始照片。",
+    "background_residue": "人像边缘残留了原背景（如窗户、文字、亮边），请在纯色墙面前重拍。",
 }
 
 

@@ -52,10 +52,15 @@ class Report:
 
     @property
     def reasons(self) -> list[str]:
-        """Stable codes of what failed, most fundamental first."""
+        """Stable codes of what refuses the photo, most fundamental first."""
         if self.error is not None:
             return [self.error]
-        return [m.reason for m in self.measures if not m.passed and m.reason is not None]
+        return [m.reason for m in self.measures if m.refuses and m.reason is not None]
+
+    @property
+    def flags(self) -> list[str]:
+        """Codes of advisory failures: the photo is not refused for them, the reviewer sees them."""
+        return [m.reason for m in self.measures if m.advisory and m.reason is not None]
 
 
 def _analyse_at_needed_resolution(
@@ -144,6 +149,6 @@ def check_photo(
                     for x, y in apply_affine(placement.matrix, analysis.landmarks[[IRIS_LEFT, IRIS_RIGHT]])
                 ),
             }
-    report.ok = all(m.passed for m in report.measures)
+    report.ok = not any(m.refuses for m in report.measures)
     report.ms = (time.perf_counter() - started) * 1000
     return report

@@ -25,7 +25,18 @@ import cv2
 import numpy as np
 
 from services.imaging.config import PhotoStandard
-from services.imaging.preprocess import NOSE_TIP, Analysis, apply_affine, invert_affine
+from services.imaging.preprocess import (
+    CHIN,
+    FACE_OVAL,
+    IRIS_LEFT,
+    IRIS_RIGHT,
+    MOUTH_CORNERS,
+    NOSE_TIP,
+    Analysis,
+    apply_affine,
+    invert_affine,
+)
+from services.imaging.residue import find_residue, repair_residue
 
 
 @dataclass(frozen=True)
@@ -137,6 +148,8 @@ class Rendered:
     alpha: np.ndarray  # float32 0-1: person
     inside: np.ndarray  # bool: canvas pixels that come from inside the original photo
     rgb: np.ndarray  # uint8 RGB: the standardised photo
+    repaired_px: int = 0  # residue pixels of the old background repaired (residue.py)
+    residue_px: int = 0  # residue pixels still found after the repair
 
 
 def _warp_photo(rgb: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -432,6 +445,27 @@ def recolour(
     return result
 
 
+def head_features(
+    landmarks: np.ndarray, placement: Placement, size: tuple[int, int]
+) -> tuple[int, np.ndarray, np.ndarray]:
+    """On the canvas: the chin's row, the eyes and mouth (not colours of hair or skin), the face oval."""
+    points = apply_affine(placement.matrix, landmarks)
+    features = np.zeros((size[1], size[0]), np.uint8)
+    radius = max(3, round(0.13 * placement.face_width))
+    for idx in (IRIS_LEFT, IRIS_RIGHT):
+        cv2.circle(features, (round(points[idx, 0]), round(points[idx, 1])), radius, 1, -1)
+    mouth = points[list(MOUTH_CORNERS)]
+    centre = mouth.mean(axis=0)
+    half = (
+        round(abs(mouth[1, 0] - mouth[0, 0]) / 2 + 0.05 * placement.face_width),
+        round(0.1 * placement.face_width),
+    )
+    cv2.ellipse(features, (round(centre[0]), round(centre[1])), half, 0, 0, 360, 1, -1)
+    face = np.zeros((size[1], size[0]), np.uint8)
+    cv2.fillPoly(face, [np.round(points[list(FACE_OVAL)]).astype(np.int32)], 1)
+    return round(float(points[CHIN, 1])), features.astype(bool), face.astype(bool)
+
+
 def render(analysis: Analysis, placement: Placement, standard: PhotoStandard) -> Rendered:
     """Warp the photo and its mask onto the canvas and recolour the background."""
     assert analysis.window is not None and analysis.mask is not None and analysis.landmarks is not None
@@ -446,12 +480,23 @@ def render(analysis: Analysis, placement: Placement, standard: PhotoStandard) ->
     alpha, fore, sampled = _refine_alpha(source, coarse, (round(nose[0]), round(nose[1])))
     ones = np.ones(photo.shape[:2], np.uint8)
     inside = cv2.warpAffine(ones, placement.matrix, size, flags=cv2.INTER_NEAREST, borderValue=0).astype(bool)
-    return Rendered(
-        source=source,
-        alpha=alpha,
-        inside=inside,
-        rgb=recolour(source, alpha, standard.background_rgb, fore, sampled),
-    )
+    rgb = recolour(source, alpha, standard.background_rgb, fore, sampled)
+    # Old background the matte kept (blobs of its colours, light or dark rims): repaired here, and
+    # whatever the repair could not remove is measured again by quality.background_residue.
+    chin, features, face = head_features(analysis.landmarks, placement, size)
+    # Found and repaired; where a blob reached the band's inner limit it is looked for again after the
+    # repair (what that finds is repaired too and counted as left: quality.background_residue).
+    found = find_residue(source, alpha, rgb, inside, standard.background_rgb, chin, features, face)
+    repaired, left = found.pixels, 0
+    if standard.repair_residue and found.pixels:
+        alpha, rgb = repair_residue(source, alpha, rgb, found, standard.background_rgb)
+        if found.reaches_deeper:
+            again = find_residue(source, alpha, rgb, inside, standard.background_rgb, chin, features, face)
+            left = again.pixels
+            alpha, rgb = repair_residue(source, alpha, rgb, again, standard.background_rgb)
+    elif not standard.repair_residue:
+        repaired, left = 0, found.pixels
+    return Rendered(source=source, alpha=alpha, inside=inside, rgb=rgb, repaired_px=repaired, residue_px=left)
 
 
 # --- encoding ----------------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ const MEASURE_LABELS = {
   clothing_contrast: "服装与背景区分",
   background_colour: "背景颜色",
   background_uniformity: "背景均匀",
+  background_residue: "无背景残留",
+  recapture: "非翻拍",
+  beautification: "未美颜",
 };
 
 let reasonsCache = null;
