@@ -121,3 +121,37 @@ def test_numeric_query_parameters_in_range_pass() -> None:
 
 def test_every_error_status_is_an_error_status() -> None:
     assert all(400 <= status < 600 for status in STATUS_OF.values())
+
+
+def test_the_registry_refuses_a_handler_that_takes_what_its_route_does_not_declare() -> None:
+    from aiohttp import web
+    from pydantic import BaseModel
+
+    from services.gateway.console.auth import SIGNED_IN, roles
+    from services.gateway.console.operators import Role
+    from services.gateway.http.registry import Api
+
+    class Body(BaseModel):
+        x: int
+
+    api = Api()
+
+    async def wants_who(request: web.Request, *, who: object) -> web.Response:
+        return web.Response()
+
+    async def wants_body(request: web.Request, *, body: Body) -> web.Response:
+        return web.Response()
+
+    with pytest.raises(TypeError, match="declare auth"):
+        api.route("GET", "/a", summary="a")(wants_who)  # auth=True: the handler would get no `who`
+    with pytest.raises(TypeError, match="declare body"):
+        api.route("POST", "/b", summary="b", auth=SIGNED_IN)(wants_body)
+    api.route("POST", "/c", summary="c", auth=roles(Role.ADMIN), body=Body)(wants_body)
+    api.route("GET", "/d", summary="d", auth=SIGNED_IN)(wants_who)
+    document = api.openapi()
+    post = document["paths"]["/c"]["post"]
+    assert post["responses"]["401"]["description"] == "console_unauthenticated"
+    assert post["responses"]["403"]["description"] == "csrf_failed, forbidden"
+    assert "invalid_json" in post["responses"]["400"]["description"]
+    get = document["paths"]["/d"]["get"]
+    assert "403" not in get["responses"]  # a read needs no CSRF token, and no role was declared

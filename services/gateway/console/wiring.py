@@ -75,10 +75,6 @@ def console_openapi() -> dict[str, Any]:
     document["components"]["securitySchemes"] = {
         "session": {"type": "apiKey", "in": "cookie", "name": auth.SESSION_COOKIE},
     }
-    for operations in document["paths"].values():
-        for operation in operations.values():
-            if "security" in operation and "401" in operation["responses"]:
-                operation["responses"]["401"]["description"] = "console_unauthenticated"
     return document
 
 
