@@ -26,6 +26,8 @@ from shared.wechat.crypto import load_private_key, load_public_key
 log = get_logger(__name__)
 
 _OUT_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
+# 申请退款: out_refund_no "只能是数字、大小写字母_-|*@", string(64); independent SDKs send `@`.
+_OUT_REFUND_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*@]{1,64}$")
 _OPENID_RE = re.compile(r"^[A-Za-z0-9_-]{6,128}$")
 
 Handler = Callable[[web.Request, bytes], Awaitable[tuple[int, dict[str, Any] | None]]]
@@ -256,8 +258,8 @@ class PayApi:
     async def create_refund(self, _request: web.Request, raw: bytes) -> tuple[int, dict[str, Any] | None]:
         body = self._json(raw)
         out_refund_no = body.get("out_refund_no")
-        if not isinstance(out_refund_no, str) or not _OUT_NO_RE.match(out_refund_no):
-            raise _param_error("out_refund_no 只能是6-64位数字、大小写字母_-|*@")
+        if not isinstance(out_refund_no, str) or not _OUT_REFUND_NO_RE.match(out_refund_no):
+            raise _param_error("out_refund_no 只能是1-64位数字、大小写字母_-|*@")
         amount = body.get("amount")
         if not isinstance(amount, dict):
             raise _param_error("输入源“/body/amount”映射到值字段“金额信息”必填性规则校验失败，此字段为必填项")

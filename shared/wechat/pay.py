@@ -34,6 +34,8 @@ AUTH_SCHEME = "WECHATPAY2-SHA256-RSA2048"
 CHINA_TZ = timezone(timedelta(hours=8))
 # 6-32 of digits, letters and _-|*: WeChat's rule for out_trade_no and out_refund_no.
 _OUT_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*]{6,32}$")
+# WeChat's out_refund_no: "只能是数字、大小写字母_-|*@", string(64) (申请退款, /v3/refund/domestic/refunds).
+_OUT_REFUND_NO_RE = re.compile(r"^[0-9A-Za-z_\-|*@]{1,64}$")
 _USER_AGENT = "gradphoto-wechatpay/1 (aiohttp)"
 
 
@@ -44,6 +46,11 @@ def _lower_headers(headers: Mapping[str, str]) -> dict[str, str]:
 def _check_out_no(name: str, value: str) -> None:
     if not _OUT_NO_RE.match(value):
         raise ValueError(f"{name} must be 6-32 characters of 0-9 A-Z a-z _ - | *")
+
+
+def _check_refund_no(value: str) -> None:
+    if not _OUT_REFUND_NO_RE.match(value):
+        raise ValueError("out_refund_no must be 1-64 characters of 0-9 A-Z a-z _ - | * @")
 
 
 def format_time(value: datetime) -> str:
@@ -184,6 +191,11 @@ class WeChatPayClient:
         return not self._missing
 
     @property
+    def merchant(self) -> tuple[str, str]:
+        """(appid, mchid): a notification naming another one is not for us."""
+        return self._settings.wechat_appid, self._settings.wechatpay_mchid
+
+    @property
     def verifier(self) -> NotificationVerifier:
         if self._verifier is None:
             raise self._not_configured()
@@ -292,7 +304,7 @@ class WeChatPayClient:
     ) -> dict[str, Any]:
         """Ask for a refund; the answer's `status` is usually PROCESSING, the result comes by notification."""
         _check_out_no("out_trade_no", out_trade_no)
-        _check_out_no("out_refund_no", out_refund_no)
+        _check_refund_no(out_refund_no)
         body: dict[str, Any] = {"out_trade_no": out_trade_no, "out_refund_no": out_refund_no}
         if reason:
             body["reason"] = reason
@@ -303,7 +315,7 @@ class WeChatPayClient:
         return answer or {}
 
     async def query_refund(self, out_refund_no: str) -> dict[str, Any]:
-        _check_out_no("out_refund_no", out_refund_no)
+        _check_refund_no(out_refund_no)
         _status, answer = await self._request(
             "GET", f"/v3/refund/domestic/refunds/{quote(out_refund_no, safe='')}"
         )
