@@ -10,6 +10,7 @@ from datetime import timedelta
 import aiohttp
 from aiohttp import web
 
+from services.gateway import payments, request_keys
 from services.gateway.api import account, codes, field_rules, journey, orders, photos
 from services.gateway.config import GatewaySettings
 from services.gateway.console.wiring import INDEXES as CONSOLE_INDEXES
@@ -72,7 +73,9 @@ def build_app(
         middlewares=[request_context, error_handling],
         client_max_size=settings.gateway_max_upload_bytes + 64 * 1024,
     )
-    runtime = Runtime(settings, indexes=[INDEXES, CONSOLE_INDEXES], app=app)
+    runtime = Runtime(
+        settings, indexes=[INDEXES, CONSOLE_INDEXES, payments.INDEXES, request_keys.INDEXES], app=app
+    )
     relay = OutboxRelay(
         runtime.database,
         runtime.bus,

@@ -25,6 +25,7 @@ class State(StrEnum):
     APPROVED = "approved"  # 审核通过 (12-13)
     REJECTED = "rejected"  # 审核未通过: free resubmission while some are left (12)
     WITHDRAWN = "withdrawn"  # the student withdrew a submission waiting for review; another may follow
+    REFUNDED = "refunded"  # the whole payment went back: withdrawn from review, export and print
 
 
 class ScanStatus(StrEnum):
@@ -48,6 +49,7 @@ class Action(StrEnum):
     REVIEW_APPROVED = "review_approved"
     REVIEW_REJECTED = "review_rejected"
     WITHDRAW = "withdraw"
+    REFUND = "refund"
 
 
 class IllegalTransition(DomainError):
@@ -80,6 +82,20 @@ TRANSITIONS: dict[tuple[State, Action], State] = {
     (S.REGISTRAR_REVIEW, A.REVIEW_REJECTED): S.REJECTED,
     # Field practice: a submission still waiting for review can be withdrawn by the student.
     (S.IN_REVIEW, A.WITHDRAW): S.WITHDRAWN,
+    # A refund of the whole payment withdraws a paid application wherever it is (domain/orders.py).
+    **{
+        (s, A.REFUND): S.REFUNDED
+        for s in (
+            S.PAID,
+            S.SUBMITTED,
+            S.MATCH_FAILED,
+            S.REGISTRAR_REVIEW,
+            S.IN_REVIEW,
+            S.APPROVED,
+            S.REJECTED,
+            S.WITHDRAWN,
+        )
+    },
 }
 
 
@@ -122,6 +138,7 @@ NEXT_STEPS: dict[State, NextStep] = {
     S.APPROVED: NextStep("done", "审核通过，请等待照片上传学信网"),
     S.REJECTED: NextStep("take_photo", "审核未通过，可免费重拍提交"),
     S.WITHDRAWN: NextStep("take_photo", "已撤回提交，可重新拍摄或选择照片提交"),
+    S.REFUNDED: NextStep("refunded", "费用已退款，本次采集已终止；如有疑问请联系客服"),
 }
 
 

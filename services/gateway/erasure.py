@@ -115,7 +115,19 @@ def accounting_order(order: Mapping[str, Any] | None) -> dict[str, Any] | None:
     refund = order.get("refund")
     if isinstance(refund, Mapping):
         kept["refund"] = {k: refund.get(k) for k in REFUND_KEEP if refund.get(k) is not None}
+    refunds = [r for r in order.get("refunds") or [] if isinstance(r, Mapping)]
+    if refunds:
+        kept["refunds"] = [{k: r.get(k) for k in REFUND_KEEP if r.get(k) is not None} for r in refunds]
     return kept
+
+
+def ledger_orders(application: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """Every order ever issued for the application (domain/orders.py's ledger; before it, `order`)."""
+    ledger = application.get("orders")
+    if isinstance(ledger, list) and ledger:
+        return [o for o in ledger if isinstance(o, Mapping)]
+    single = application.get("order")
+    return [single] if isinstance(single, Mapping) and single else []
 
 
 async def _related_applications(database: Database, application: Document) -> list[Document]:
@@ -260,7 +272,8 @@ async def erase_application(
     ref = erasure_ref(cipher, application_id)
     started = now()
     existing = await db["erasures"].find_one({"_id": ref})
-    orders = [o for o in (accounting_order(doc.get("order")) for doc in applications) if o]
+    # Every order of every ledger: accounting keeps each out_trade_no ever issued, paid or not.
+    orders = [o for doc in applications for o in (accounting_order(x) for x in ledger_orders(doc)) if o]
     # Written first: a crash part-way leaves a record saying so, and the next run finishes the work.
     # Replaced whole (nx-27017 hands back a datetime $set into an existing document as text).
     record: Document = {
@@ -308,6 +321,11 @@ async def erase_application(
         database, [str(o["out_trade_no"]) for o in orders if o.get("out_trade_no")]
     )
     counts["audit_entries_scrubbed"] = await _scrub_audit(database, cipher, ids, personal)
+    # Payment anomalies stay for accounting, without the application they point at.
+    scrubbed = await db["payment_anomalies"].update_many(
+        {"application_id": {"$in": ids}}, {"$set": {"application_id": None, "erased": True}}
+    )
+    counts["payment_anomalies_scrubbed"] = scrubbed.modified_count
 
     # Last: while the application exists, a repeated request redoes every step above.
     counts["applications_deleted"] = (

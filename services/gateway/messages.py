@@ -51,6 +51,9 @@ ERROR_MESSAGES: dict[str, str] = {
     "reason_required": "请选择不通过原因。(Pick a rejection reason from the list.)",
     "no_paid_order": "该申请没有可退款的订单。(No paid order to refund.)",
     "refund_failed": "退款申请失败，请稍后重试。(WeChat Pay refused the refund; try again later.)",
+    "nothing_to_refund": "该订单已全部退款或退款处理中。(Nothing of this order is left to refund.)",
+    "refund_amount_invalid": "退款金额超出可退金额。(The amount is more than what is left to refund.)",
+    "anomaly_not_refundable": "该异常不能直接退款，请核查后处理。(This anomaly cannot be refunded from here: investigate it.)",
     "import_too_large": "导入文件过大。(The import file is too large.)",
     "roster_invalid": "名单文件无法读取，请检查格式。(The roster file cannot be read.)",
     "unsafe_archive": "照片压缩包包含不安全的文件路径。(The photo archive has unsafe paths.)",
@@ -69,6 +72,21 @@ ERROR_MESSAGES: dict[str, str] = {
     # Privacy (services/gateway/retention.py, erasure.py).
     "photo_purged": "照片已按保存期限删除。(The photo was deleted after the retention period.)",
     "application_in_flight": "该申请正在处理中，请稍后再删除。(A worker is still processing it: retry shortly.)",
+}
+
+# Money going back, on the student's status page (services/gateway/api/orders.py `refund_views`):
+# what is refunded, then how far the refund got.
+REFUND_KIND_MESSAGES: dict[str, str] = {
+    "stale_payment": "您为已失效的订单重复支付的{yuan}元将自动原路退回",
+    "operator": "您支付的{yuan}元已申请退款",
+    "external": "您支付的{yuan}元已申请退款",
+}
+REFUND_STATUS_MESSAGES: dict[str, str] = {
+    "requested": "，退款正在提交。",
+    "processing": "，微信支付处理中，一般1~3个工作日到账。",
+    "success": "，已退回原支付账户。",
+    "abnormal": "，退款遇到问题，客服将尽快联系您处理。",
+    "closed": "，退款未成功，客服将尽快联系您处理。",
 }
 
 # Why a reviewer rejects a photo (审核未通过): the student reads the label (seed step 12).

@@ -157,6 +157,8 @@ async def test_payment_notifications_are_verified_deduplicated_and_checked(env):
             "amount": {"total": 3500},
             "transaction_id": "4200000000000000000000000001",
             "payer": {"openid": "o-x"},
+            "appid": keyset.appid,  # a real notification names our app and merchant (checked)
+            "mchid": keyset.mchid,
         }
         assert await post_signed(system, keyset, resource) == 204
         assert await db["payment_anomalies"].count_documents({"kind": "unknown_order"}) == 1
@@ -202,6 +204,8 @@ async def test_wrong_amount_is_not_applied(env):
             "amount": {"total": 1},
             "transaction_id": "4200000000000000000000000002",
             "payer": {"openid": "o-amount"},
+            "appid": shared_keyset().appid,
+            "mchid": shared_keyset().mchid,
         }
         assert await post_signed(system, shared_keyset(), resource) == 204
         assert (await student.status())["state"] == "confirmed"

@@ -10,6 +10,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.api.common import caller, my_application
+from services.gateway.api.orders import RefundView, refund_views
 from services.gateway.applications import (
     NEXT_STEPS,
     State,
@@ -127,6 +128,9 @@ class ApplicationView(BaseModel):
     resubmissions_left: int
     updated_at: datetime
     delivery: DeliveryView | None = None
+    refunds: list[RefundView] = Field(
+        default_factory=list, description="money going back: a payment of a superseded order, a refund"
+    )
 
 
 @api.route(
@@ -197,6 +201,7 @@ def application_view(application: Document, rules: SchoolRules) -> ApplicationVi
         delivery=DeliveryView(**{k: delivery.get(k) for k in ("exported_at", "printed_at", "mailed_at")})
         if delivery
         else None,
+        refunds=refund_views(application),
     )
 
 

@@ -43,6 +43,8 @@ INDEXES = {
 MAX_BATCH = 1000
 # An open batch older than this lost its creator (a create takes seconds).
 STALE_AFTER = timedelta(minutes=10)
+# services/gateway/applications.py State.REFUNDED: the whole payment went back (domain/orders.py).
+REFUNDED = "refunded"
 
 
 def when(value: datetime | str) -> datetime:
@@ -128,10 +130,18 @@ class Batches:
         return True
 
     async def members(self, batch_id: str) -> list[Document]:
-        """The applications of the batch (the truth), in student order."""
+        """The applications of the batch (the truth), in student order; a refunded one has left it (its
+        `refunded` state shows why; `withdrawn` lists it), so no export, print sheet or label has it."""
         cursor = self.applications.collection.find({"delivery.batch_id": batch_id}, {"outbox": 0})
-        found = [doc async for doc in cursor]
+        found = [doc async for doc in cursor if doc.get("state") != REFUNDED]
         return sorted(found, key=lambda d: (str(d.get("student_id")), d["_id"]))
+
+    async def withdrawn(self, batch_id: str) -> list[str]:
+        """Applications claimed by the batch and refunded since: out of its files."""
+        cursor = self.applications.collection.find(
+            {"delivery.batch_id": batch_id, "state": REFUNDED}, {"_id": 1}
+        )
+        return sorted([doc["_id"] async for doc in cursor])
 
     async def close(self, batch_id: str, refused: Sequence[Refusal] = ()) -> Document | None:
         """Record what the batch holds (read back from the applications); delete it when it holds nothing."""

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway.console import exports
 from services.gateway.console.auth import CONSOLE, roles
@@ -66,6 +66,9 @@ class BatchMember(BaseModel):
 
 class BatchDetail(BatchView):
     applications: list[BatchMember]
+    withdrawn: list[str] = Field(
+        default_factory=list, description="applications of the batch refunded since: left out of its files"
+    )
 
 
 class DeliveryOverview(BaseModel):
@@ -227,7 +230,11 @@ async def get_batch(request: web.Request, *, who: Operator) -> web.Response:
     await request.app[CONSOLE].audit.record(
         request, who, "delivery.batch_view", school_code=school.school_code, batch_id=batch["_id"]
     )
-    reply = BatchDetail(**batch_view(batch).model_dump(), applications=members)
+    reply = BatchDetail(
+        **batch_view(batch).model_dump(),
+        applications=members,
+        withdrawn=await batches.withdrawn(batch["_id"]),
+    )
     return json_response(reply.model_dump(mode="json"))
 
 

@@ -1,5 +1,5 @@
 """Students of the operator's schools: search, the full history of an application, unbinding the
-student's WeChat (as 我的 → 解除绑定 does), and refunds (admin and support only).
+student's WeChat (as 我的 → 解除绑定 does). Refunds: console/payments.py.
 """
 
 from __future__ import annotations
@@ -9,19 +9,17 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from services.gateway.console.auth import CONSOLE, SIGNED_IN, roles
 from services.gateway.console.cases import PREFIX, scoped_application
 from services.gateway.console.operators import Operator, Role
-from services.gateway.context import APPLICATIONS, DATABASE, PAY, USERS
+from services.gateway.context import APPLICATIONS, DATABASE, USERS
 from services.gateway.domain import binding
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
-from services.gateway.payments import refund
 from shared.db import Document
 from shared.logging import get_logger
-from shared.wechat.errors import WeChatPayError
 
 log = get_logger(__name__)
 api = Api()
@@ -80,17 +78,6 @@ class UnbindResponse(BaseModel):
 
     application_id: str
     had_binding: bool = Field(description="an account or a binding record was released")
-
-
-class RefundRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=2, max_length=80, description="shown to the payer by WeChat Pay")
-    amount_fen: int | None = Field(default=None, gt=0, description="the whole order when absent")
-
-
-class RefundResponse(BaseModel):
-    application_id: str
-    refund: dict[str, Any]
 
 
 def _plain(
@@ -246,41 +233,3 @@ async def unbind_student(request: web.Request, *, who: Operator) -> web.Response
     )
     reply = UnbindResponse(application_id=application["_id"], had_binding=bool(openid) or released)
     return json_response(reply.model_dump())
-
-
-@api.route(
-    "POST",
-    f"{PREFIX}/applications/{{application_id}}/refund",
-    summary="Refund the application's paid order through WeChat Pay (admin and support only)",
-    body=RefundRequest,
-    response=RefundResponse,
-    errors=("forbidden", "csrf_failed", "not_found", "no_paid_order", "refund_failed"),
-    auth=roles(Role.ADMIN, Role.SUPPORT),
-)
-async def refund_order(request: web.Request, *, who: Operator, body: RefundRequest) -> web.Response:
-    application = await scoped_application(request, who, request.match_info["application_id"])
-    audit = request.app[CONSOLE].audit
-    target = {"application_id": application["_id"], "school_code": application.get("school_code")}
-    try:
-        written = await refund(
-            request.app[APPLICATIONS],
-            request.app[PAY],
-            application["_id"],
-            reason=body.reason,
-            operator_id=who.operator_id,
-            amount_fen=body.amount_fen,
-        )
-    except ValueError as exc:
-        await audit.record(request, who, "order.refund", outcome="refused", error=str(exc), **target)
-        raise ApiError(409, "no_paid_order") from exc
-    except WeChatPayError as exc:
-        log.warning("refund refused by WeChat Pay", error=str(exc))
-        await audit.record(request, who, "order.refund", outcome="failed", error=str(exc)[:200], **target)
-        raise ApiError(502, "refund_failed") from exc
-    refund_doc = written["order"]["refund"]
-    await audit.record(
-        request, who, "order.refund", amount_fen=refund_doc["amount_fen"], reason=body.reason, **target
-    )
-    return json_response(
-        RefundResponse(application_id=written["_id"], refund=_plain(refund_doc)).model_dump(mode="json")
-    )

@@ -21,6 +21,7 @@ from services.gateway.console import (
     erasure,
     exceptions,
     operators,
+    payments,
     review,
     schools_admin,
     students,
@@ -46,6 +47,7 @@ for module in (
     dashboard,
     delivery,
     erasure,
+    payments,
 ):
     CONSOLE_API.endpoints.extend(module.api.endpoints)
 
