@@ -242,7 +242,7 @@ def test_a_transaction_without_an_order_number_is_malformed(resource):
 def test_hostile_amounts_never_match():
     for total in ("3500", 3500.0, True, None, [3500]):
         tx = Transaction.parse({"out_trade_no": "GP1", "trade_state": "SUCCESS", "amount": {"total": total}})
-        assert tx.total_fen is None or (tx.total_fen == 3500 and not isinstance(total, bool))
+        assert tx.total_fen is None  # only an int is an amount
         decision = decide_payment(
             pending(), tx, state=State.CONFIRMED, application_id="a", student_id="s", via="x", now=NOW
         )
