@@ -44,6 +44,8 @@ COLLECTIONS: dict[str, Collection] = {
         Collection("audit_log", "gateway"),
         Collection("erasures", "gateway"),
         Collection("delivery_batches", "gateway"),
+        # Idempotency-Key -> request fingerprint and first answer (services/gateway/request_keys.py).
+        Collection("request_keys", "gateway"),
         # The workers' outcomes, one document per input.
         Collection("codes", "codec", erased_by=("gateway",)),
         Collection("photos", "imaging", erased_by=("gateway",)),
