@@ -280,7 +280,10 @@ async def test_management_api_unreachable_still_answers(env):
         assert queues["available"] is False and queues["items"] == []
         assert "unreachable" in queues["error"] and "guest" not in queues["error"]
         # The rest answers: dead letters counted over AMQP instead, the funnel, the outbox.
-        assert body["dead_letters"] == {"count": 3}
+        assert body["dead_letters"]["count"] == 3
+        by_queue = {q["queue"]: q["messages"] for q in body["dead_letters"]["by_queue"]}
+        assert by_queue["notify.dead"] == 3 and sum(by_queue.values()) == 3
+        assert body["history"] is None  # no charts of the queues without the management API
         assert funnel(body)[(SCHOOL_A, "in_review")] == 1
         assert body["outbox"]["pending_events"] == 0
         assert set(body) == {
@@ -290,6 +293,9 @@ async def test_management_api_unreachable_still_answers(env):
             "funnel",
             "notify_failures",
             "dead_letters",
+            "history",
+            "throughput",
+            "outbox_history",
         }
 
         # Not signed in, a forged or a revoked session: 401, no figures.

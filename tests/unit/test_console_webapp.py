@@ -8,7 +8,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from services.gateway.console.webapp import CONTENT_TYPES, WEB_DIR, load_files
+from services.gateway.console.webapp import CONTENT_TYPES, VENDOR_DIR, WEB_DIR, load_all, load_files
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -22,6 +22,26 @@ def test_every_web_file_is_served_and_packaged():
     globs = pyproject["tool"]["setuptools"]["package-data"]["services.gateway.console"]
     for name in names:
         assert any(fnmatch.fnmatch(f"web/{name}", pattern) for pattern in globs), name
+
+
+def test_vendored_files_are_served_packaged_and_licensed():
+    """uPlot is vendored (no CDN, no build step): its code, stylesheet and licence all ship."""
+    vendored = sorted(p.name for p in VENDOR_DIR.iterdir() if p.is_file())
+    assert {"uPlot.esm.js", "uPlot.min.css", "uPlot.LICENSE"} <= set(vendored)
+    served = load_all()
+    assert {f"vendor/{n}" for n in vendored if Path(n).suffix in CONTENT_TYPES} == {
+        name for name in served if name.startswith("vendor/")
+    }
+    assert "MIT License" in (VENDOR_DIR / "uPlot.LICENSE").read_text(encoding="utf-8")
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = pyproject["tool"]["setuptools"]["package-data"]["services.gateway.console"]
+    for name in vendored:
+        assert any(fnmatch.fnmatch(f"web/vendor/{name}", pattern) for pattern in globs), name
+    # Nothing vendored writes HTML strings or evaluates text (the CSP has no 'unsafe-eval').
+    code = (VENDOR_DIR / "uPlot.esm.js").read_text(encoding="utf-8")
+    assert not re.search(
+        r"innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function", code
+    )
 
 
 def test_files_are_a_fixed_table(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -88,8 +89,50 @@ class NotifyFailure(BaseModel):
     last_at: datetime | None
 
 
+class DeadQueue(BaseModel):
+    queue: str
+    consumer: str
+    messages: int
+
+
 class DeadLettersView(BaseModel):
     count: int
+    by_queue: list[DeadQueue] = []
+
+
+class QueueSeries(BaseModel):
+    """One queue over the last hour, on the history's time grid (None: no sample at that time)."""
+
+    name: str
+    depth: list[int | None]
+    publish: list[float | None]
+    deliver: list[float | None]
+    ack: list[float | None]
+
+
+class QueueHistory(BaseModel):
+    """RabbitMQ's own samples (`lengths_age`/`msg_rates_age`), one point per `step_s`; rates per second."""
+
+    step_s: int
+    timestamps: list[int]
+    queues: list[QueueSeries]
+
+
+class Throughput(BaseModel):
+    """Work done per minute: photos standardised (imaging's acks), comparisons made (matching's acks),
+    review decisions taken (audit log, the operator's schools)."""
+
+    timestamps: list[int]
+    standardised: list[float | None]
+    compared: list[float | None]
+    decided: list[int]
+
+
+class OutboxHistory(BaseModel):
+    """The backlog as this gateway process sampled it (each time the figures were computed)."""
+
+    timestamps: list[int]
+    pending_events: list[int]
 
 
 class DashboardView(BaseModel):
@@ -99,6 +142,9 @@ class DashboardView(BaseModel):
     funnel: list[FunnelCount]
     notify_failures: list[NotifyFailure]
     dead_letters: DeadLettersView
+    history: QueueHistory | None
+    throughput: Throughput
+    outbox_history: OutboxHistory
 
 
 # --- RabbitMQ's management API -----------------------------------------------------------------------
@@ -183,13 +229,25 @@ async def _capped_body(resp: aiohttp.ClientResponse) -> bytes:
     return bytes(body)
 
 
-async def fetch_queues(
-    http: aiohttp.ClientSession, target: ManagementTarget, timeout_s: float
-) -> tuple[list[QueueFigures], dict[str, int]]:
-    """The vhost's queues (figures, sorted by name) and each queue's total depth (ready + unacked)."""
+HISTORY_AGE_S = 3600
+HISTORY_STEP_S = 60
+HISTORY_PARAMS = {
+    "lengths_age": str(HISTORY_AGE_S),
+    "lengths_incr": str(HISTORY_STEP_S),
+    "msg_rates_age": str(HISTORY_AGE_S),
+    "msg_rates_incr": str(HISTORY_STEP_S),
+    # Only what the dashboard reads: the listing with samples is several times larger otherwise.
+    "columns": "name,messages,messages_ready,messages_unacknowledged,consumers,messages_details,message_stats",
+}
+
+
+async def _fetch_rows(
+    http: aiohttp.ClientSession, target: ManagementTarget, timeout_s: float, params: dict[str, str] | None
+) -> list[Any]:
     try:
         async with http.get(
             target.url,
+            params=params,
             headers={"Authorization": aiohttp.encode_basic_auth(target.login, target.password)},
             timeout=aiohttp.ClientTimeout(total=timeout_s),
             allow_redirects=False,
@@ -213,6 +271,10 @@ async def fetch_queues(
         raise ManagementUnavailable(f"management API at {target.display}: answer is not JSON") from exc
     if not isinstance(rows, list):
         raise ManagementUnavailable(f"management API at {target.display}: answer is not a queue list")
+    return rows
+
+
+def _figures_and_depth(rows: list[Any]) -> tuple[list[QueueFigures], dict[str, int]]:
     figures = [f for f in (queue_figures(row) for row in rows) if f is not None]
     figures.sort(key=lambda f: f.name)
     depth = {
@@ -223,16 +285,113 @@ async def fetch_queues(
     return figures, depth
 
 
-async def dead_letter_count_over_amqp(settings: GatewaySettings) -> int:
-    """Parked messages counted with passive declares, when the management API cannot say."""
+async def fetch_queues(
+    http: aiohttp.ClientSession, target: ManagementTarget, timeout_s: float
+) -> tuple[list[QueueFigures], dict[str, int]]:
+    """The vhost's queues (figures, sorted by name) and each queue's total depth (ready + unacked)."""
+    return _figures_and_depth(await _fetch_rows(http, target, timeout_s, None))
+
+
+def _samples(details: Any) -> dict[int, float]:
+    """A `*_details` object's samples as {epoch second: value}; anything malformed is left out."""
+    samples = details.get("samples") if isinstance(details, dict) else None
+    out: dict[int, float] = {}
+    for item in samples if isinstance(samples, list) else ():
+        if not isinstance(item, dict):
+            continue
+        at, value = item.get("timestamp"), item.get("sample")
+        if isinstance(at, bool) or isinstance(value, bool) or not isinstance(at, int):
+            continue
+        if isinstance(value, int | float):
+            out[at // 1000] = float(value)
+    return out
+
+
+def _grid(rows: list[Any], step_s: int, age_s: int) -> list[int]:
+    """The common time grid: the latest sample time of any series, back `age_s` in steps of `step_s`."""
+    latest = 0
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        series = [row.get("messages_details")]
+        stats = row.get("message_stats")
+        if isinstance(stats, dict):
+            series += [stats.get(k) for k in ("publish_details", "deliver_get_details", "ack_details")]
+        for details in series:
+            if found := _samples(details):
+                latest = max(latest, max(found))
+    if latest == 0:
+        return []
+    latest -= latest % step_s
+    return [latest - step_s * k for k in range(age_s // step_s, -1, -1)]
+
+
+def _rates(counts: dict[int, float], grid: list[int], step_s: int) -> list[float | None]:
+    """Per-second rates from cumulative counters; None where a sample is missing or the counter reset."""
+    out: list[float | None] = []
+    for at in grid:
+        now, before = counts.get(at), counts.get(at - step_s)
+        out.append(
+            None if now is None or before is None or now < before else round((now - before) / step_s, 3)
+        )
+    return out
+
+
+def queue_history(rows: list[Any], step_s: int = HISTORY_STEP_S, age_s: int = HISTORY_AGE_S) -> QueueHistory:
+    """Each queue's depth and publish/deliver/ack rates on one grid, from the management API's samples."""
+    grid = _grid(rows, step_s, age_s)
+    queues: list[QueueSeries] = []
+    for row in rows:
+        if not isinstance(row, dict) or not isinstance(row.get("name"), str):
+            continue
+        depth = _samples(row.get("messages_details"))
+        raw_stats = row.get("message_stats")
+        stats: dict[str, Any] = raw_stats if isinstance(raw_stats, dict) else {}
+
+        def rates(
+            key: str, stats: dict[str, Any] = stats, depth: dict[int, float] = depth
+        ) -> list[float | None]:
+            counts = _samples(stats.get(key))
+            if not counts:  # the broker lists a counter only once it moved: none yet is 0 where the queue was
+                return [0.0 if at in depth else None for at in grid]
+            return _rates(counts, grid, step_s)
+
+        queues.append(
+            QueueSeries(
+                name=row["name"][:255],
+                depth=[int(depth[at]) if at in depth else None for at in grid],
+                publish=rates("publish_details"),
+                deliver=rates("deliver_get_details"),
+                ack=rates("ack_details"),
+            )
+        )
+    queues.sort(key=lambda q: q.name)
+    return QueueHistory(step_s=step_s, timestamps=grid, queues=queues)
+
+
+async def fetch_queues_with_history(
+    http: aiohttp.ClientSession, target: ManagementTarget, timeout_s: float
+) -> tuple[list[QueueFigures], dict[str, int], QueueHistory]:
+    """Today's figures and each queue's last hour: two listings at once. The current figures come from
+    the plain listing: asked with the history parameters, the broker answers them from its latest
+    sample, which lags (a queue seconds old reads empty)."""
+    rows, history_rows = await asyncio.gather(
+        _fetch_rows(http, target, timeout_s, None), _fetch_rows(http, target, timeout_s, HISTORY_PARAMS)
+    )
+    figures, depth = _figures_and_depth(rows)
+    return figures, depth, queue_history(history_rows)
+
+
+async def dead_letter_count_over_amqp(settings: GatewaySettings) -> dict[str, int]:
+    """Parked messages per dead queue, counted with passive declares, when the management API cannot say."""
     connection = await aio_pika.connect(settings.amqp_url, timeout=settings.rabbitmq_management_timeout_s)
     try:
         channel = await connection.channel()
-        total = 0
+        counts: dict[str, int] = {}
         for consumer in CONSUMERS:
             queue = await channel.declare_queue(dead_queue(consumer), passive=True)
-            total += queue.declaration_result.message_count or 0
-        return total
+            counts[dead_queue(consumer)] = queue.declaration_result.message_count or 0
+        return counts
     finally:
         await connection.close()
 
@@ -272,6 +431,8 @@ class Cached(Generic[T]):
 class BrokerFigures:
     queues: QueuesView
     dead_letters: int
+    dead_by_queue: list[DeadQueue] = field(default_factory=list)
+    history: QueueHistory | None = None
 
 
 @dataclass(frozen=True)
@@ -286,6 +447,8 @@ class StoreFigures:
     funnel: dict[tuple[str, str], int]
     # (school, code) -> count and latest time
     failures: dict[tuple[str, str], FailureGroup] = field(default_factory=dict)
+    # (school, minute start in epoch seconds) -> review decisions taken
+    decisions: dict[tuple[str, int], int] = field(default_factory=dict)
 
 
 def failure_code(doc: dict[str, Any]) -> str:
@@ -326,6 +489,50 @@ async def notify_failures(database: Database, window_h: float) -> dict[tuple[str
     return groups
 
 
+async def decisions_per_minute(database: Database, since: datetime) -> dict[tuple[str, int], int]:
+    """Review decisions per school and minute since `since`, from the audit log (indexed on action, at)."""
+    counts: dict[tuple[str, int], int] = {}
+    query = {"action": "review.decided", "outcome": "ok", "at": {"$gte": since}}
+    async for doc in database.db["audit_log"].find(query, {"at": 1, "target.school_code": 1, "_id": 0}):
+        at = _when(doc.get("at"))
+        if at is None:
+            continue
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=UTC)
+        raw_target = doc.get("target")
+        target: dict[str, Any] = raw_target if isinstance(raw_target, dict) else {}
+        key = (str(target.get("school_code") or "unknown"), int(at.timestamp()) // 60 * 60)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def minute_grid(now: datetime, age_s: int = HISTORY_AGE_S) -> list[int]:
+    latest = int(now.timestamp()) // 60 * 60
+    return [latest - 60 * k for k in range(age_s // 60, -1, -1)]
+
+
+def _per_minute(history: QueueHistory | None, queue: str, grid: list[int]) -> list[float | None]:
+    """A queue's ack rate (per second, on the broker's grid) as acks per minute on `grid`."""
+    if history is None:
+        return [None] * len(grid)
+    series = next((q for q in history.queues if q.name == queue), None)
+    if series is None:
+        return [None] * len(grid)
+    by_time = dict(zip(history.timestamps, series.ack, strict=True))
+    out: list[float | None] = []
+    for at in grid:
+        rate = by_time.get(at)
+        out.append(None if rate is None else round(rate * 60, 1))
+    return out
+
+
+def dead_by_queue(depth: dict[str, int]) -> list[DeadQueue]:
+    return [
+        DeadQueue(queue=dead_queue(consumer), consumer=consumer, messages=depth.get(dead_queue(consumer), 0))
+        for consumer in sorted(CONSUMERS)
+    ]
+
+
 class Dashboard:
     """Per gateway process: the cached figures and the HTTP client of the management API."""
 
@@ -337,37 +544,51 @@ class Dashboard:
         self.http: aiohttp.ClientSession | None = None
         self.broker = Cached(settings.console_dashboard_cache_s, self._broker)
         self.store = Cached(settings.console_dashboard_cache_s, self._store)
+        # (epoch second, pending events): one sample per computation, the last hour (per process).
+        self.outbox_samples: deque[tuple[int, int]] = deque(maxlen=4096)
 
     async def _broker(self) -> BrokerFigures:
         assert self.http is not None
         try:
-            figures, depth = await fetch_queues(
+            figures, depth, history = await fetch_queues_with_history(
                 self.http, self.target, self.settings.rabbitmq_management_timeout_s
             )
         except ManagementUnavailable as exc:
             log.warning("queue figures unavailable", error=str(exc))
             queues = QueuesView(available=False, error=str(exc), items=[])
             try:
-                dead = await dead_letter_count_over_amqp(self.settings)
+                counted = await dead_letter_count_over_amqp(self.settings)
             except Exception as amqp_exc:
                 log.warning("dead letters not counted", error=repr(amqp_exc)[:200])
-                dead = 0
-            return BrokerFigures(queues, dead)
-        dead = sum(depth.get(dead_queue(consumer), 0) for consumer in CONSUMERS)
-        return BrokerFigures(QueuesView(available=True, error=None, items=figures), dead)
+                counted = {}
+            by_queue = dead_by_queue(counted) if counted else []
+            return BrokerFigures(queues, sum(counted.values()), by_queue)
+        by_queue = [
+            DeadQueue(
+                queue=dead_queue(consumer), consumer=consumer, messages=depth.get(dead_queue(consumer), 0)
+            )
+            for consumer in sorted(CONSUMERS)
+        ]
+        dead = sum(q.messages for q in by_queue)
+        return BrokerFigures(QueuesView(available=True, error=None, items=figures), dead, by_queue, history)
 
     async def _store(self) -> StoreFigures:
-        backlog, funnel, failures = await asyncio.gather(
+        backlog, funnel, failures, decisions = await asyncio.gather(
             pending(self.database, self.collections),
             count_by_school_and_state(self.database),
             notify_failures(self.database, self.settings.console_dashboard_notify_window_h),
+            decisions_per_minute(self.database, utcnow() - timedelta(seconds=HISTORY_AGE_S + 60)),
         )
+        now_s = int(time.time())
+        self.outbox_samples.append((now_s, backlog.events))
+        while self.outbox_samples and self.outbox_samples[0][0] < now_s - HISTORY_AGE_S:
+            self.outbox_samples.popleft()
         outbox = OutboxView(
             pending_events=backlog.events,
             aggregates_pending=backlog.aggregates,
             oldest_age_s=round(backlog.oldest_age_s, 3) if backlog.oldest_age_s is not None else None,
         )
-        return StoreFigures(outbox, funnel, failures)
+        return StoreFigures(outbox, funnel, failures, decisions)
 
     async def view(self, who: Operator) -> DashboardView:
         broker, store = await asyncio.gather(self.broker.get(), self.store.get())
@@ -387,13 +608,31 @@ class Dashboard:
             NotifyFailure(code=code, count=g.count, last_at=g.last_at)
             for code, g in sorted(by_code.items(), key=lambda kv: (-kv[1].count, kv[0]))
         ]
+        now = utcnow()
+        grid = minute_grid(now)
+        decided = [0] * len(grid)
+        index = {at: i for i, at in enumerate(grid)}
+        for (school, minute), n in store.decisions.items():
+            if who.sees(school) and minute in index:
+                decided[index[minute]] += n
+        samples = list(self.outbox_samples)
         return DashboardView(
-            generated_at=utcnow(),
+            generated_at=now,
             queues=broker.queues,
             outbox=store.outbox,
             funnel=funnel,
             notify_failures=failures,
-            dead_letters=DeadLettersView(count=broker.dead_letters),
+            dead_letters=DeadLettersView(count=broker.dead_letters, by_queue=broker.dead_by_queue),
+            history=broker.history,
+            throughput=Throughput(
+                timestamps=grid,
+                standardised=_per_minute(broker.history, "imaging", grid),
+                compared=_per_minute(broker.history, "matching", grid),
+                decided=decided,
+            ),
+            outbox_history=OutboxHistory(
+                timestamps=[at for at, _ in samples], pending_events=[n for _, n in samples]
+            ),
         )
 
 

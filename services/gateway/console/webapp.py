@@ -3,6 +3,8 @@
 The files are package data, read once at start-up into a fixed table: a request names one of them or
 gets 404, so no path from a URL ever reaches the file system (no traversal). The page runs under a
 strict CSP (scripts, styles and images from this origin only; no inline script or style, no framing).
+Third-party code is vendored under web/vendor/ (uPlot, with its licence) and served from
+/console/static/vendor/ out of the same kind of fixed table: no CDN, no build step.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from aiohttp import web
 from services.gateway.http.errors import ApiError
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
+VENDOR_DIR = WEB_DIR / "vendor"
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -42,6 +45,12 @@ def load_files(directory: Path = WEB_DIR) -> dict[str, StaticFile]:
     return files
 
 
+def load_all(directory: Path = WEB_DIR) -> dict[str, StaticFile]:
+    """The page's own files by name, and the vendored ones as `vendor/<name>`."""
+    vendored = load_files(directory / "vendor") if (directory / "vendor").is_dir() else {}
+    return {**load_files(directory), **{f"vendor/{name}": item for name, item in vendored.items()}}
+
+
 FILES: web.AppKey[dict[str, StaticFile]] = web.AppKey("console_web_files")
 
 
@@ -66,8 +75,16 @@ async def static_file(request: web.Request) -> web.Response:
     return _answer(item)
 
 
+async def vendor_file(request: web.Request) -> web.Response:
+    item = request.app[FILES].get(f"vendor/{request.match_info['name']}")
+    if item is None:
+        raise ApiError(404, "not_found")
+    return _answer(item)
+
+
 def install_web(app: web.Application) -> None:
-    app[FILES] = load_files()
+    app[FILES] = load_all()
     app.router.add_get("/console", console_root)
     app.router.add_get("/console/", index)
+    app.router.add_get("/console/static/vendor/{name}", vendor_file)
     app.router.add_get("/console/static/{name}", static_file)

@@ -2,6 +2,7 @@
 // Each page is page(root, ctx) -> {onKey?, destroy?}; all data is rendered as text (dom.js).
 
 import { ApiError, BASE, get, post, put, query, seg } from "./api.js";
+import { barList, colour, timeChart } from "./charts.js";
 import { append, clear, field, fmtFen, fmtTime, h, jsonBlock, replace, table } from "./dom.js";
 
 export const STATE_LABELS = {
@@ -46,12 +47,122 @@ async function act(button, box, action, done) {
 
 // --- 数据看板 ---------------------------------------------------------------------------------
 
+/** A table whose rows are kept by key and updated in place (no reflow while figures change). */
+function liveTable(headers) {
+  const body = h("tbody");
+  const element = h("table", h("thead", h("tr", headers.map((name) => h("th", name)))), body);
+  const rows = new Map();
+  function update(items) {
+    const keep = new Set();
+    items.forEach(({ key, cells }, i) => {
+      keep.add(key);
+      let row = rows.get(key);
+      if (!row) {
+        const tds = cells.map(() => h("td"));
+        row = { tr: h("tr", { dataset: { key } }, tds), tds };
+        rows.set(key, row);
+      }
+      cells.forEach((cell, j) => {
+        if (row.tds[j].textContent !== cell) row.tds[j].textContent = cell;
+      });
+      if (body.children[i] !== row.tr) body.insertBefore(row.tr, body.children[i] || null);
+    });
+    for (const [key, row] of rows) {
+      if (!keep.has(key)) {
+        row.tr.remove();
+        rows.delete(key);
+      }
+    }
+  }
+  return { element, update };
+}
+
 export function dashboardPage(root) {
   const status = h("p.status", { role: "status" });
-  const body = h("div.dashboard");
-  replace(root, h("h2", "数据看板"), h("p.hint", "每 5 秒自动刷新"), status, body);
+  const charts = {
+    throughput: timeChart("throughput", "每分钟处理量（次/分钟）：照片标准化、比对、审核决定"),
+    depth: timeChart("queue-depth", "队列深度（条，近一小时）"),
+    publish: timeChart("publish-rate", "发布速率（条/秒）"),
+    deliver: timeChart("deliver-rate", "投递速率（条/秒）"),
+    ack: timeChart("ack-rate", "确认速率（条/秒）"),
+    outbox: timeChart("outbox", "发件箱积压（待发布事件，本网关进程采样）"),
+  };
+  const funnelBox = h("div.funnels");
+  const funnels = new Map(); // school -> {element, update}
+  const dead = barList("dead-letters", { empty: "没有死信队列" });
+  const deadTotal = h("p", { dataset: { deadLetters: "0" } }, "死信消息 0 条");
+  const queueWarning = h("p.warn", { hidden: true });
+  const queueTable = liveTable(["队列", "待投递", "未确认", "消费者", "发布/秒", "投递/秒", "确认/秒"]);
+  const outboxLine = h("p", "—");
+  const failures = h("div");
+  replace(
+    root,
+    h("h2", "数据看板"),
+    h("p.hint", "每 5 秒自动刷新；曲线为近一小时，每分钟一个点（队列数据来自 RabbitMQ 管理接口的历史采样）"),
+    status,
+    h("div.chart-grid", Object.values(charts).map((c) => c.element)),
+    h("h3", "申请漏斗（按学校）"),
+    funnelBox,
+    h("h3", "死信（按队列）"),
+    deadTotal,
+    dead.element,
+    h("h3", "消息队列（当前）"),
+    queueWarning,
+    queueTable.element,
+    h("h3", "发件箱（outbox）"),
+    outboxLine,
+    h("h3", "通知失败"),
+    failures,
+  );
   root.dataset.page = "dashboard";
   let alive = true;
+
+  function drawQueues(history) {
+    if (!history || !history.timestamps.length) return;
+    const xs = history.timestamps;
+    const pick = (field) => history.queues.map((q) => ({ label: q.name, values: q[field] }));
+    charts.depth.update(xs, pick("depth"));
+    charts.publish.update(xs, pick("publish"));
+    charts.deliver.update(xs, pick("deliver"));
+    charts.ack.update(xs, pick("ack"));
+  }
+
+  function drawFunnel(rows) {
+    const bySchool = new Map();
+    for (const row of rows) {
+      if (!bySchool.has(row.school_code)) bySchool.set(row.school_code, []);
+      bySchool.get(row.school_code).push(row);
+    }
+    for (const [school, entry] of funnels) {
+      if (!bySchool.has(school)) {
+        entry.element.remove();
+        funnels.delete(school);
+      }
+    }
+    for (const [school, items] of [...bySchool].sort()) {
+      let entry = funnels.get(school);
+      if (!entry) {
+        const bars = barList(`funnel-${school}`);
+        entry = { bars, element: h("section.funnel", { dataset: { school } }, h("h4", `学校 ${school}`), bars.element) };
+        funnels.set(school, entry);
+        funnelBox.append(entry.element);
+      }
+      const order = Object.keys(STATE_LABELS);
+      const position = (state) => (order.includes(state) ? order.indexOf(state) : order.length);
+      entry.bars.update(
+        items
+          .slice()
+          .sort((a, b) => position(a.state) - position(b.state))
+          .map((row) => ({
+            key: row.state,
+            label: stateLabel(row.state),
+            value: row.count,
+            colour: colour(position(row.state)),
+            data: { funnel: `${row.school_code}:${row.state}` },
+          })),
+      );
+    }
+  }
 
   async function refresh() {
     let data;
@@ -65,45 +176,51 @@ export function dashboardPage(root) {
     flash(status, `更新于 ${fmtTime(data.generated_at)}`);
     const queues = data.queues || { items: [] };
     const outbox = data.outbox || {};
+    const throughput = data.throughput;
+    if (throughput && throughput.timestamps.length) {
+      charts.throughput.update(throughput.timestamps, [
+        { label: "照片标准化", values: throughput.standardised },
+        { label: "人脸比对", values: throughput.compared },
+        { label: "审核决定", values: throughput.decided },
+      ]);
+    }
+    drawQueues(data.history);
+    const samples = data.outbox_history || { timestamps: [] };
+    if (samples.timestamps.length) {
+      charts.outbox.update(samples.timestamps, [{ label: "待发布事件", values: samples.pending_events }]);
+    }
+    drawFunnel(data.funnel || []);
+    const deadLetters = data.dead_letters || {};
+    deadTotal.dataset.deadLetters = String(deadLetters.count ?? 0);
+    deadTotal.textContent = `死信消息 ${deadLetters.count ?? 0} 条`;
+    dead.update(
+      (deadLetters.by_queue || []).map((q) => ({ key: q.queue, label: q.queue, value: q.messages, colour: "#b3261e" })),
+    );
+    queueWarning.hidden = Boolean(queues.available);
+    queueWarning.textContent = queues.available ? "" : `队列数据不可用：${queues.error || "未知原因"}`;
+    queueTable.update(
+      (queues.items || []).map((q) => ({
+        key: q.name,
+        cells: [
+          q.name,
+          String(q.messages_ready),
+          String(q.messages_unacked),
+          String(q.consumers),
+          Number(q.publish_rate).toFixed(1),
+          Number(q.deliver_rate).toFixed(1),
+          Number(q.ack_rate).toFixed(1),
+        ],
+      })),
+    );
+    outboxLine.textContent =
+      `待发布事件 ${outbox.pending_events ?? "—"}，涉及 ${outbox.aggregates_pending ?? "—"} 个申请，` +
+      `最久 ${outbox.oldest_age_s == null ? "—" : `${Number(outbox.oldest_age_s).toFixed(1)} 秒`}`;
     replace(
-      body,
-      h("h3", "申请漏斗"),
-      table(
-        ["学校", "状态", "数量"],
-        (data.funnel || []).map((row) => [
-          row.school_code,
-          stateLabel(row.state),
-          h("span.count", { dataset: { funnel: `${row.school_code}:${row.state}` } }, String(row.count)),
-        ]),
-      ),
-      h("h3", "消息队列"),
-      queues.available
-        ? table(
-            ["队列", "待投递", "未确认", "消费者", "发布/秒", "投递/秒", "确认/秒"],
-            (queues.items || []).map((q) => [
-              q.name,
-              String(q.messages_ready),
-              String(q.messages_unacked),
-              String(q.consumers),
-              Number(q.publish_rate).toFixed(1),
-              Number(q.deliver_rate).toFixed(1),
-              Number(q.ack_rate).toFixed(1),
-            ]),
-          )
-        : h("p.warn", `队列数据不可用：${queues.error || "未知原因"}`),
-      h("h3", "发件箱（outbox）"),
-      h(
-        "p",
-        `待发布事件 ${outbox.pending_events ?? "—"}，涉及 ${outbox.aggregates_pending ?? "—"} 个申请，` +
-          `最久 ${outbox.oldest_age_s == null ? "—" : `${Number(outbox.oldest_age_s).toFixed(1)} 秒`}`,
-      ),
-      h("h3", "通知失败"),
+      failures,
       table(
         ["错误码", "次数", "最近"],
         (data.notify_failures || []).map((f) => [f.code, String(f.count), fmtTime(f.last_at)]),
       ),
-      h("h3", "死信"),
-      h("p", { dataset: { deadLetters: String((data.dead_letters || {}).count ?? 0) } }, `死信消息 ${(data.dead_letters || {}).count ?? 0} 条`),
     );
     root.dataset.refreshedAt = data.generated_at || "";
   }
@@ -114,6 +231,7 @@ export function dashboardPage(root) {
     destroy() {
       alive = false;
       clearInterval(timer);
+      for (const chart of Object.values(charts)) chart.destroy();
     },
   };
 }
