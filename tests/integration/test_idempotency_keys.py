@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from services.gateway.console.operators import Role
 from shared.bus import Subscription
 from shared.config import Settings
 from shared.events import (
@@ -35,6 +36,7 @@ from shared.events import (
 from shared.runtime import Runtime
 from tests.conftest import free_port
 from tests.support.codes import RECORD, code_text
+from tests.support.console import operator
 from tests.support.photos import photo_jpeg
 from tests.support.system import ROSTER_ROW, System, running_system, settings_from
 
@@ -212,3 +214,42 @@ async def test_submissions_s1_s2_s1_leaves_the_application_stuck_submitted(env):
                 headers={"Idempotency-Key": "K1"},
             )
             assert (status, answer["code"]) == (409, "idempotency_key_reused")
+
+
+async def test_submissions_s1_s2_s1_from_rejected_spends_a_free_resubmission(env):
+    """After 审核未通过, a retry of the first submission's request spends nothing and re-runs nothing."""
+    async with running_system(env, roster=ROWS[:1]) as system, played_workers(env, system, score=91.0):
+        reviewer = await operator(system, "reviewer@example.com", Role.REVIEWER, ["10487"])
+        student = await system.paid_student("o-keys-rejected", ROWS[0])
+        application_id = (await student.status())["application_id"]
+        status, photo = await student.request("POST", "/api/v1/photos", data=photo_form(photo_jpeg()))
+        assert status == 202, photo
+        for _ in range(200):
+            if all(p["status"] == "standardized" for p in (await student.status())["photos"]):
+                break
+            await asyncio.sleep(0.05)
+        body = {"photo_id": photo["photo_id"], "admission_photo_confirmed": True}
+
+        async def submit_and_reject(key: str) -> dict[str, Any]:
+            status, answer = await student.request(
+                "POST", "/api/v1/submissions", json=body, headers={"Idempotency-Key": key}
+            )
+            assert status == 202, answer
+            await student.wait_for_state("in_review")
+            decision = {"decision": "rejected", "reason_code": "background"}
+            status, reply = await reviewer.request(
+                "POST", f"/console/api/v1/reviews/{application_id}/decision", json=decision
+            )
+            assert status == 200, reply
+            return dict(answer)
+
+        first = await submit_and_reject("S1")
+        assert first["resubmissions_left"] == 2
+        second = await submit_and_reject("S2")
+        assert second["resubmissions_left"] == 1  # from rejected: one of the two free ones
+        status, again = await student.request(
+            "POST", "/api/v1/submissions", json=body, headers={"Idempotency-Key": "S1"}
+        )
+        assert (status, again) == (202, first)  # the first answer; nothing spent, nothing re-run
+        current = await student.status()
+        assert current["state"] == "rejected" and current["resubmissions_left"] == 1
