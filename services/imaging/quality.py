@@ -186,14 +186,14 @@ class Canvas:
         y0, y1 = int(max(0, cy - half_h)), int(min(h, cy + half_h))
         return slice(y0, max(y0, y1)), slice(x0, max(x0, x1))
 
-    def skin_share(self, region: tuple[slice, slice]) -> float:
+    def skin_share(self, region: tuple[slice, slice], lab: np.ndarray | None = None) -> float:
         """Share of a region's person pixels that look like this face's skin.
 
         Skin is judged by hue and relative chroma and lightness, not by absolute colour, so a cheek in
         shadow is still skin while black, grey or white hair is not (blond hair can pass as skin: a
         known limit). A region that is mostly not person (background) counts as no skin.
         """
-        lab = to_lab(self.rendered.rgb[region])
+        lab = to_lab(self.rendered.rgb[region]) if lab is None else lab  # the region's Lab, if known
         if lab.size == 0:
             return 0.0
         person = self.rendered.alpha[region] > 0.5
@@ -508,9 +508,8 @@ def _orientation_coherence(luma: np.ndarray) -> np.ndarray:
     """Per-pixel coherence of the local gradient orientation (structure tensor, 0 = none, 1 = one)."""
     gx = cv2.Sobel(luma, cv2.CV_32F, 1, 0, ksize=3)
     gy = cv2.Sobel(luma, cv2.CV_32F, 0, 1, ksize=3)
-    jxx = cv2.GaussianBlur(gx * gx, (0, 0), 2.0)
-    jyy = cv2.GaussianBlur(gy * gy, (0, 0), 2.0)
-    jxy = cv2.GaussianBlur(gx * gy, (0, 0), 2.0)
+    tensor = cv2.GaussianBlur(cv2.merge([gx * gx, gy * gy, gx * gy]), (0, 0), 2.0)  # one pass, 3 channels
+    jxx, jyy, jxy = cv2.split(tensor)
     coherence: np.ndarray = np.sqrt((jxx - jyy) ** 2 + 4 * jxy**2) / (jxx + jyy + 1e-3)
     return coherence
 
@@ -541,8 +540,9 @@ def headwear(c: Canvas) -> Measure:
     score = float(np.clip(50.0 + 50.0 * (raw - threshold) / 0.13, 0, 100))
     if raw >= threshold:
         return Measure("headwear", round(raw, 4), round(score, 1), True, None, text)
-    unnatural = _unnatural_hair_colour(to_lab(c.rendered.rgb[region])[inner])
-    skin = c.skin_share(region)
+    lab = to_lab(c.rendered.rgb[region])
+    unnatural = _unnatural_hair_colour(lab[inner])
+    skin = c.skin_share(region, lab)
     refused = (raw < hard or unnatural > s.max_headwear_share) and skin < 0.6
     return Measure("headwear", round(raw, 4), round(score, 1), False, "headwear", text, advisory=not refused)
 
@@ -657,10 +657,10 @@ def clothing_contrast(c: Canvas) -> Measure:
     h, w = c.luma.shape
     chin_y = c.points[CHIN, 1]
     top = int(min(h - 2, chin_y + 0.35 * c.face_width))
-    region = (slice(top, h), slice(0, w))
+    # A median needs no more than every 2nd pixel in each direction; only those are converted to Lab.
+    region = (slice(top, h, 2), slice(0, w, 2))
     person = c.rendered.alpha[region] > 0.9
-    # A median needs no more than every 4th pixel; only those are converted to Lab.
-    lab = to_lab(c.rendered.rgb[region][person][::4][:, None, :])[:, 0, :]
+    lab = to_lab(c.rendered.rgb[region][person][:, None, :])[:, 0, :]
     if lab.shape[0] < 13:  # no clothing in the frame to judge
         return Measure(
             "clothing_contrast", None, 100.0, True, None, f">= {c.standard.min_clothing_delta_e:g}"
