@@ -148,15 +148,30 @@ class ClientStack:
         exe = str(Path(local.PY).with_name("nx-27017"))
         mongo = self._child(
             "mongo",
-            [exe, "--data-dir", str(self.home / "mongo"), "-p", str(self.ports["mongo"])],
+            [
+                exe,
+                "--data-dir",
+                str(self.home / "mongo"),
+                "-p",
+                str(self.ports["mongo"]),
+                "--host",
+                "127.0.0.1",
+                "--log-file",
+                str(self.home / "mongo.log"),
+                # Its own pid file: with the default one, a second nx-27017 on the machine refuses to start.
+                "--pid-file",
+                str(self.home / "mongo.pid"),
+            ],
             self.env,
             quiet=True,
         )
         await mongo.start()
-        for _ in range(150):
+        for _ in range(450):  # a busy machine can take a while to start it
             if local.port_open("127.0.0.1", self.ports["mongo"]):
                 break
             await asyncio.sleep(0.2)
+        else:
+            raise RuntimeError(f"nx-27017 did not start; see {self.home / 'mongo.log'}")
         await self.seed(students)
         sandbox = local.wechat_sandbox(self.env)
         assert sandbox is not None
