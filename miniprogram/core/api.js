@@ -179,14 +179,21 @@ function createApi(options) {
     }
   }
 
-  /** Poll GET /application until `done(view)` (a worker's result arrived) or `timeoutMs` passed. */
-  async function waitForApplication(done, { intervalMs = 1000, timeoutMs = 90000 } = {}) {
+  /** GET /application until `done(view)` (a worker's result arrived) or `timeoutMs` passed: a long poll
+   * (`?wait=N&since=UPDATED_AT`, the gateway answers as soon as the application changes); an answer that
+   * comes back unchanged at once (a gateway without the long poll) is polled every `intervalMs`. */
+  async function waitForApplication(done, { intervalMs = 1000, timeoutMs = 90000, waitSeconds = 20 } = {}) {
     const deadline = now() + timeoutMs
+    let since = ''
     for (;;) {
-      const view = await call('GET', '/api/v1/application')
+      const left = Math.ceil((deadline - now()) / 1000)
+      const query = since ? `?wait=${Math.max(0, Math.min(waitSeconds, left))}&since=${encodeURIComponent(since)}` : ''
+      const asked = now()
+      const view = await call('GET', `/api/v1/application${query}`)
       if (done(view)) return view
       if (now() >= deadline) throw new ApiError('timeout', messageFor('timeout'), 0)
-      await sleep(intervalMs)
+      if (view.updated_at === since && now() - asked < intervalMs) await sleep(intervalMs)
+      since = view.updated_at
     }
   }
 

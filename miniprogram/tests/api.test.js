@@ -106,6 +106,30 @@ describe('the long poll', () => {
   })
 })
 
+describe('waiting for a worker: the status long poll', () => {
+  test('asks with ?wait&since=the updated_at it has, until the result is there', async () => {
+    const views = [{ state: 'submitted', updated_at: 't1' }, { state: 'submitted', updated_at: 't2' }, { state: 'in_review', updated_at: 't3' }]
+    const wx = fakeWx({ 'GET /api/v1/application': () => [200, views.shift()] })
+    const api = make(wx)
+    const view = await api.waitForApplication(v => v.state === 'in_review', { waitSeconds: 20 })
+    expect(view.state).toBe('in_review')
+    expect(wx.calls.map(c => c.url.split('gw.test')[1])).toEqual([
+      '/api/v1/application',
+      '/api/v1/application?wait=20&since=t1',
+      '/api/v1/application?wait=20&since=t2',
+    ])
+  })
+
+  test('an unchanged answer at once (no long poll on the gateway) is polled at the interval, then times out', async () => {
+    let t = 0
+    const waits = []
+    const wx = fakeWx({ 'GET /api/v1/application': [200, { state: 'submitted', updated_at: 't1' }] })
+    const api = createApi({ wx, baseUrl: 'https://gw.test', now: () => t, sleep: ms => waits.push(ms) && Promise.resolve((t += ms)) })
+    await expect(api.waitForApplication(() => false, { intervalMs: 1000, timeoutMs: 3000 })).rejects.toMatchObject({ code: 'timeout' })
+    expect(waits).toEqual([1000, 1000, 1000])
+  })
+})
+
 describe('images behind the session', () => {
   test('downloaded with the Bearer header once per path, then reused', async () => {
     const wx = fakeWx({})

@@ -42,12 +42,26 @@ def say(message: str) -> None:
     print(f"[client-e2e] {message}", flush=True)
 
 
-def other_person() -> bytes:
-    """A roster photo of someone else (scikit-image's astronaut, as an ID portrait): whoever the student
-    is, the comparison with it fails, as when a school imported the wrong admission photo."""
-    from tests.support.matching_faces import ASTRONAUT_FACE, astronaut, jpeg, portrait
+def hopper(size: tuple[int, int]) -> bytes:
+    """matplotlib's grace_hopper.jpg (a frontal studio portrait, Navy cap on) as a 3:4 phone photo, nothing
+    painted: another person than the students (deploy/local/faces.py's astronaut), and a cap (免冠 fails)."""
+    import cv2
+    import matplotlib
 
-    return jpeg(portrait(astronaut(), ASTRONAUT_FACE))
+    image = cv2.imread(str(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))
+    height, width = image.shape[:2]
+    space = max(0, round(width * 4 / 3) - height)  # room above the cap, as a phone frames a portrait
+    canvas = cv2.copyMakeBorder(image, space, 0, 0, 0, cv2.BORDER_CONSTANT, value=(235, 235, 235))
+    ok, data = cv2.imencode(".jpg", cv2.resize(canvas, size), [cv2.IMWRITE_JPEG_QUALITY, 92])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return bytes(data.tobytes())
+
+
+def other_person() -> bytes:
+    """A roster photo of someone else: whoever the student is, the comparison with it fails, as when a
+    school imported the wrong admission photo."""
+    return hopper((480, 640))
 
 
 @dataclass
@@ -262,7 +276,7 @@ class ClientStack:
                 path.write_bytes(student_photo(s.index * 10 + n + 1))
                 photos.append(str(path))
             bad = files / f"capped-{s.index}.jpg"
-            bad.write_bytes(admission_photo(size=(720, 960)))  # the original portrait: the cap is on
+            bad.write_bytes(hopper((720, 960)))  # a cap on: the quality check refuses it (headwear)
             kits.append(
                 {
                     "scenario": s.scenario,
