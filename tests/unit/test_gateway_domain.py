@@ -652,3 +652,27 @@ def test_every_console_role_sees_the_openids_prepay_id_and_payer_in_the_history(
         assert "3500" in shown and "decoded" in shown
     admin = project_history(application, related, Role.ADMIN).model_dump_json()
     assert "oSTUDENT" in admin and "wx123" in admin and "outbox" not in admin
+
+
+def test_the_order_part_is_typed_by_the_money_decisions():
+    from services.gateway.domain.orders import OrderStatus
+
+    order = {
+        "order_id": "o1",
+        "out_trade_no": "T2",
+        "amount_fen": 3500,
+        "status": "paid",
+        "created_at": T0,
+        "expires_at": T0 + timedelta(hours=2),
+        "paid_at": T0,
+        "paid_total_fen": 3500,
+        "transaction_id": "42",
+        "payer_openid": "o1",
+    }
+    superseded = {**order, "out_trade_no": "T1", "status": "closed", "paid_at": None, "paid_total_fen": None}
+    a = app(State.PAID, order=order, orders=[superseded, order])
+    assert a.order is not None and a.order.status is OrderStatus.PAID
+    book = a.order_book
+    assert [o.out_trade_no for o in book.orders] == ["T1", "T2"] and book.paid_order is not None
+    assert app(State.CONFIRMED).order_book.current is None
+    assert app(State.PAID, order={**order, "status": "some_future_status"}).order is not None

@@ -17,6 +17,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 
 from services.gateway.applications import ScanStatus, State
 from services.gateway.domain.change import Change
+from services.gateway.domain.orders import OrderBook, OrderStatus
 from services.gateway.domain.rules import SchoolRules
 from services.gateway.domain.statuses import DeliveryStatus, PhotoStatus
 from services.gateway.quota import Quota
@@ -33,6 +34,16 @@ def _aware(value: Any) -> Any:
 
 
 Moment = Annotated[datetime, BeforeValidator(_aware)]
+
+
+def _order_status(value: Any) -> Any:
+    try:
+        return OrderStatus(value) if isinstance(value, str) else value
+    except ValueError:
+        return value
+
+
+KnownOrderStatus = Annotated[OrderStatus | str | None, BeforeValidator(_order_status)]
 QuotaPart = Annotated[
     Quota,
     BeforeValidator(lambda v: v if isinstance(v, Quota) else Quota.from_doc(v)),
@@ -139,12 +150,12 @@ class Delivery(Part):
 
 
 class OrderView(Part):
-    """The application's current order as the journey needs it; the order book and its decisions are
-    `services/gateway/domain/orders.py`'s."""
+    """The application's current order as the status page reads it (`order`, written by the order book);
+    the whole typed ledger is `Application.order_book` (`services/gateway/domain/orders.py`)."""
 
     out_trade_no: str | None = None
     amount_fen: int | None = None
-    status: str | None = None
+    status: KnownOrderStatus = None  # a status this code does not know is kept, never refused
     paid_at: Moment | None = None
 
 
@@ -188,6 +199,16 @@ class Application(Part):
 
     def resubmissions_remaining(self, rules: SchoolRules) -> int:
         return max(0, rules.free_resubmissions - self.resubmissions_spent(rules))
+
+    @property
+    def order_book(self) -> OrderBook:
+        """Every order issued for the application, typed by the money decisions (domain/orders.py)."""
+        return OrderBook.from_document(
+            {
+                "orders": (self.model_extra or {}).get("orders"),
+                "order": self.order.doc() if self.order else None,
+            }
+        )
 
     @property
     def scan_in_flight(self) -> bool:
