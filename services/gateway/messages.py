@@ -20,6 +20,8 @@ ERROR_MESSAGES: dict[str, str] = {
     "payload_too_large": "上传的文件太大，请上传不超过 10MB 的图片。",
     "text_too_long": "扫描结果过长，不是学信网图像采集码，请重新扫描。",
     "not_found": "未找到对应的记录。",
+    "invite_invalid": "邀请链接无效、已使用或已过期，请联系管理员重新邀请。",
+    "operator_exists": "该邮箱已有账号。",
     "method_not_allowed": "不支持的请求方式。",
     "no_application": "请先完成学信网采集码采集。",
     "application_locked": "当前采集进度不能重新读取采集码。",

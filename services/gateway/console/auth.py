@@ -184,7 +184,9 @@ async def operator(request: web.Request, *roles: Role) -> Operator:
     if who is None:
         raise ApiError(401, "console_unauthenticated")
     structlog.contextvars.bind_contextvars(operator_id=who.operator_id)
-    if roles and who.role not in roles:
+    # School staff reach only the routes that name their role: "any operator" does not include them.
+    refused = (roles and who.role not in roles) or (who.role is Role.SCHOOL and Role.SCHOOL not in roles)
+    if refused:
         await console.audit.record(request, who, "forbidden", path=request.rel_url.path, outcome="refused")
         raise ApiError(403, "forbidden")
     return who
@@ -207,8 +209,10 @@ class SignedIn(Auth):
         )
 
 
-#: Any signed-in operator.
+#: Any signed-in operator of the staff (admin, reviewer, support): not school staff.
 SIGNED_IN = SignedIn()
+#: Anyone signed in, school staff included (their own account: /me, /logout).
+EVERYONE = SignedIn(tuple(Role))
 
 
 def roles(*allowed: Role) -> SignedIn:
@@ -283,7 +287,7 @@ async def console_login(request: web.Request, *, body: LoginRequest) -> web.Resp
     return response
 
 
-@api.route("POST", "/console/api/v1/logout", summary="End the session", status=204, auth=SIGNED_IN)
+@api.route("POST", "/console/api/v1/logout", summary="End the session", status=204, auth=EVERYONE)
 async def console_logout(request: web.Request, *, who: Operator) -> web.Response:
     await request.app[CONSOLE].sessions.revoke(request.cookies.get(SESSION_COOKIE, ""))
     await request.app[CONSOLE].audit.record(request, who, "logout")
@@ -293,7 +297,7 @@ async def console_logout(request: web.Request, *, who: Operator) -> web.Response
 
 
 @api.route(
-    "GET", "/console/api/v1/me", summary="The signed-in operator", response=OperatorView, auth=SIGNED_IN
+    "GET", "/console/api/v1/me", summary="The signed-in operator", response=OperatorView, auth=EVERYONE
 )
 async def console_me(request: web.Request, *, who: Operator) -> web.Response:
     return json_response(operator_view(who).model_dump())

@@ -28,6 +28,8 @@ from shared.logging import mask_name
 
 api = Api()
 DELIVERERS = (Role.ADMIN, Role.SUPPORT)
+# School staff download their school's files and see its batches; they make and mark none.
+READERS = (*DELIVERERS, Role.SCHOOL)
 BATCHES = f"{PREFIX}/schools/{{school_code}}/delivery/batches"
 
 
@@ -132,7 +134,7 @@ async def _batch(request: web.Request, batches: Batches, school: SchoolConfig) -
     summary="Delivery of a school: how many approved applications wait, and the batches made",
     response=DeliveryOverview,
     errors=("forbidden", "not_found"),
-    auth=roles(*DELIVERERS),
+    auth=roles(*READERS),
 )
 async def delivery_overview(request: web.Request, *, who: Operator) -> web.Response:
     school = await _school(request, who)
@@ -211,7 +213,7 @@ async def create_batch(request: web.Request, *, who: Operator, body: CreateBatch
     summary="A batch with its applications (student number, masked name, upload file name)",
     response=BatchDetail,
     errors=("forbidden", "not_found", "batch_open"),
-    auth=roles(*DELIVERERS),
+    auth=roles(*READERS),
 )
 async def get_batch(request: web.Request, *, who: Operator) -> web.Response:
     school = await _school(request, who)
@@ -284,7 +286,7 @@ async def _loaded(
     summary="The CHSI upload package: 480×640 JPEGs named per the school's rule, and manifest.csv (audited)",
     binary="application/zip",
     errors=("forbidden", "not_found", "batch_open", "delivery_photo_invalid"),
-    auth=roles(*DELIVERERS),
+    auth=roles(*READERS),
 )
 async def download_chsi(request: web.Request, *, who: Operator) -> web.StreamResponse:
     school, batch, items = await _loaded(request, who, "chsi")
@@ -298,7 +300,7 @@ async def download_chsi(request: web.Request, *, who: Operator) -> web.StreamRes
     summary="Print sheets (6-inch, 300 dpi, the school's print size), one per student (audited)",
     binary="application/zip",
     errors=("forbidden", "not_found", "batch_open", "delivery_photo_invalid"),
-    auth=roles(*DELIVERERS),
+    auth=roles(*READERS),
 )
 async def download_print(request: web.Request, *, who: Operator) -> web.StreamResponse:
     school, batch, items = await _loaded(request, who, "print")
@@ -312,7 +314,7 @@ async def download_print(request: web.Request, *, who: Operator) -> web.StreamRe
     summary="The mailing list: one row per student with the mailing method chosen at confirmation (audited)",
     binary="text/csv",
     errors=("forbidden", "not_found", "batch_open"),
-    auth=roles(*DELIVERERS),
+    auth=roles(*READERS),
 )
 async def download_mailing(request: web.Request, *, who: Operator) -> web.Response:
     school, batches, batch = await _target(request, who)

@@ -28,6 +28,9 @@ class Role(StrEnum):
     ADMIN = "admin"  # everything, every school: accounts, dead letters, audit search
     REVIEWER = "reviewer"  # review and exception queues of their schools
     SUPPORT = "support"  # students of their schools: history, unbinding, refunds; rosters
+    # School staff (the registrar office, 学籍部门): their students' progress, registrar cases, exports;
+    # only the routes that name this role (auth.operator refuses it everywhere else), no payment data.
+    SCHOOL = "school"
 
 
 @dataclass(frozen=True)

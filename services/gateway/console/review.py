@@ -14,7 +14,7 @@ from pymongo import IndexModel
 from pymongo.errors import DuplicateKeyError
 
 from services.gateway.applications import State
-from services.gateway.console.auth import CONSOLE, SIGNED_IN, roles
+from services.gateway.console.auth import CONSOLE, EVERYONE, roles
 from services.gateway.console.cases import PREFIX, CaseView, case_view, scoped_application
 from services.gateway.console.operators import Operator, Role
 from services.gateway.context import APPLICATIONS, DATABASE, REQUEST_ID, SCHOOLS
@@ -125,7 +125,7 @@ class ReasonList(BaseModel):
     f"{PREFIX}/reviews/reasons",
     summary="Rejection reasons a reviewer picks from",
     response=ReasonList,
-    auth=SIGNED_IN,
+    auth=EVERYONE,
 )
 async def review_reasons(request: web.Request) -> web.Response:
     reasons = [ReasonView(code=code, label=label) for code, label in REVIEW_REASONS.items()]

@@ -10,6 +10,7 @@ from pymongo import IndexModel
 
 from services.gateway.config import GatewaySettings
 from services.gateway.console import (
+    accounts,
     audit,
     audit_search,
     auth,
@@ -23,6 +24,7 @@ from services.gateway.console import (
     operators,
     payments,
     review,
+    school_staff,
     schools_admin,
     students,
 )
@@ -48,6 +50,8 @@ for module in (
     delivery,
     erasure,
     payments,
+    accounts,
+    school_staff,
 ):
     CONSOLE_API.endpoints.extend(module.api.endpoints)
 
@@ -57,6 +61,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     **audit.INDEXES,
     **review.INDEXES,
     **batches.INDEXES,
+    **accounts.INDEXES,
     "erasures": [IndexModel([("school_code", 1), ("requested_at", -1)])],
 }
 

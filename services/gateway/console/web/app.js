@@ -13,8 +13,9 @@ import {
   studentsPage,
 } from "./pages.js";
 import { reviewPage } from "./review.js";
+import { accountsPage, progressPage, registrarPage, setPasswordForm } from "./school.js";
 
-const ROLE_LABELS = { admin: "管理员", reviewer: "审核员", support: "客服" };
+const ROLE_LABELS = { admin: "管理员", reviewer: "审核员", support: "客服", school: "学校老师" };
 
 // What each role may do (mirrors docs/console.md; the server is the authority).
 const PERMISSIONS = {
@@ -23,17 +24,25 @@ const PERMISSIONS = {
   "students.write": ["admin", "support"],
   roster: ["admin", "support"],
   delivery: ["admin", "support"],
+  // School staff reach only their own pages (the server refuses them everywhere else).
+  staff: ["admin", "reviewer", "support"],
+  exports: ["admin", "support", "school"],
+  school: ["admin", "school"],
+  registrar: ["school"],
   admin: ["admin"],
 };
 
 const PAGES = [
   { route: "review", label: "照片审核", page: reviewPage, needs: "review" },
   { route: "exceptions", label: "异常队列", page: exceptionsPage, needs: "review" },
-  { route: "students", label: "学生查询", page: studentsPage },
-  { route: "schools", label: "学校管理", page: schoolsPage },
-  { route: "delivery", label: "交付", page: deliveryPage, needs: "delivery" },
-  { route: "dashboard", label: "数据看板", page: dashboardPage },
+  { route: "progress", label: "学生进度", page: progressPage, needs: "school" },
+  { route: "registrar", label: "学籍复核", page: registrarPage, needs: "registrar" },
+  { route: "students", label: "学生查询", page: studentsPage, needs: "staff" },
+  { route: "schools", label: "学校管理", page: schoolsPage, needs: "staff" },
+  { route: "delivery", label: "交付", page: deliveryPage, needs: "exports" },
+  { route: "dashboard", label: "数据看板", page: dashboardPage, needs: "staff" },
   { route: "deadletters", label: "死信", page: deadLettersPage, needs: "admin" },
+  { route: "accounts", label: "账号", page: accountsPage, needs: "admin" },
   { route: "audit", label: "审计日志", page: auditPage, needs: "admin" },
 ];
 
@@ -165,7 +174,25 @@ document.addEventListener("keydown", (event) => {
 
 // --- start: an existing session goes straight in ------------------------------------------------------
 
+function showSetPassword(token) {
+  leavePage();
+  session = null;
+  document.body.dataset.view = "set-password";
+  replace(
+    app,
+    setPasswordForm(token, (message) => {
+      history.replaceState(null, "", "#/");
+      showLogin(message);
+    }),
+  );
+}
+
 (async () => {
+  const invite = /^#\/set-password\?token=([A-Za-z0-9_-]{20,128})$/.exec(location.hash);
+  if (invite) {
+    showSetPassword(invite[1]);
+    return;
+  }
   let operator;
   try {
     operator = await get("/me");

@@ -542,7 +542,9 @@ export function schoolsPage(root, ctx) {
 
 // --- 交付（学信网上传包、打印、邮寄） ------------------------------------------------------------
 
-export function deliveryPage(root) {
+export function deliveryPage(root, ctx) {
+  // School staff download their school's files; making batches and marking them is support's.
+  const canDeliver = ctx.can("delivery");
   const status = h("p.status", { role: "status" });
   const picker = h("select");
   const detail = h("div.detail");
@@ -552,9 +554,10 @@ export function deliveryPage(root) {
 
   async function load() {
     try {
-      const data = await get("/schools");
-      replace(picker, data.schools.map((s) => h("option", { value: s.school_code }, `${s.school_code} ${s.name}`)));
-      if (data.schools.length) show(data.schools[0].school_code);
+      // School staff may not list schools (GET /schools is staff's): their own codes are in the session.
+      const schools = canDeliver ? (await get("/schools")).schools : ctx.operator.schools.map((code) => ({ school_code: code, name: "" }));
+      replace(picker, schools.map((s) => h("option", { value: s.school_code }, `${s.school_code} ${s.name}`)));
+      if (schools.length) show(schools[0].school_code);
     } catch (err) {
       flash(status, errorText(err), "error");
     }
@@ -571,7 +574,7 @@ export function deliveryPage(root) {
     }
     flash(status, "");
     const box = h("p.status.ok", notice);
-    const create = h("button", { type: "button", disabled: !data.ready }, "新建交付批次");
+    const create = h("button", { type: "button", disabled: !data.ready, hidden: !canDeliver }, "新建交付批次");
     create.addEventListener("click", () =>
       act(create, box, () => post(`/schools/${seg(code)}/delivery/batches`, {})).then(
         (b) => b && show(code, `已建批次 ${b.batch_id}（${b.count} 人）`),
@@ -616,7 +619,7 @@ export function deliveryPage(root) {
     }
     const result = h("p.status.ok", notice);
     const mark = (stage, label) => {
-      const button = h("button", { type: "button" }, label);
+      const button = h("button", { type: "button", hidden: !canDeliver }, label);
       button.addEventListener("click", () =>
         act(button, result, () => post(`${path}/mark`, { stage })).then((b) => b && showBatch(code, batchId, box, `已标记：${label}`)),
       );
