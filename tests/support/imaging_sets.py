@@ -39,6 +39,8 @@ from services.imaging.preprocess import (
     apply_affine,
     invert_affine,
 )
+from services.imaging.quality import Canvas, measured_head_top
+from services.imaging.standardize import Rendered
 from tests.support import faces, matching_faces
 
 Rgb = np.ndarray
@@ -561,3 +563,44 @@ def beautification_set(models: FaceModels) -> list[tuple[str, Rgb, bool]]:
     a = _analysis(models, faces.hopper())
     items.append(("smoothed-hopper", smoothed_skin(faces.hopper(), a, 3), True))
     return items
+
+
+# --- residue made on purpose on a rendered canvas (the matte made to fail; known truth) ----------------
+
+PANE, WALL = (226, 236, 244), (246, 246, 240)
+
+
+def kept_window(c: Canvas) -> tuple[Rendered, np.ndarray, tuple[int, int, int]]:
+    """A pale window pane in the old background above the head, which the matte kept as person."""
+    r = c.rendered
+    top = int(measured_head_top(c))
+    cx = int(c.points[:, 0].mean())
+    source = r.source.copy()
+    pane = np.zeros(r.alpha.shape, bool)
+    pane[max(0, top - 40) : top + 6, cx - 30 : cx + 40] = True
+    pane &= (r.alpha < 0.5) & r.inside  # the part of the pane that is not the head, inside the photo
+    source[pane] = PANE
+    # Elsewhere in the old background the same window shows (so it is the old background's colour):
+    # a patch where the canvas is surely background and inside the photo.
+    h, w = r.alpha.shape
+    spots = [(y, x) for y in range(0, h - 30, 10) for x in (*range(0, 120, 10), *range(w - 50, w - 170, -10))]
+    for y, x in spots:
+        patch = (slice(y, y + 30), slice(x, x + 50))
+        if (r.alpha[patch] < 0.02).all() and r.inside[patch].all() and not pane[patch].any():
+            source[patch] = PANE
+            break
+    alpha = r.alpha.copy()
+    alpha[pane] = 1.0
+    rgb = r.rgb.copy()
+    rgb[pane] = PANE
+    return Rendered(source, alpha, r.inside, rgb), pane, PANE
+
+
+def light_rim(c: Canvas) -> tuple[Rendered, np.ndarray, tuple[int, int, int]]:
+    """The hair's soft edge painted near-white along the top of the head (a bright wall mixed in)."""
+    r = c.rendered
+    edge = (r.alpha > 0.2) & (r.alpha < 0.9)
+    edge[int(measured_head_top(c)) + 60 :] = False
+    rgb = r.rgb.copy()
+    rgb[edge] = WALL
+    return Rendered(r.source, r.alpha, r.inside, rgb), edge, WALL

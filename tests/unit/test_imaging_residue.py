@@ -17,7 +17,7 @@ import pytest
 from services.imaging.config import PhotoStandard
 from services.imaging.pipeline import check_photo
 from services.imaging.preprocess import FaceModels, ModelPool
-from services.imaging.quality import Canvas, background_residue, measured_head_top, to_lab
+from services.imaging.quality import Canvas, background_residue, to_lab
 from services.imaging.residue import find_residue, repair_residue
 from services.imaging.standardize import Rendered, head_features, place, render
 from tests.support import imaging_sets
@@ -49,36 +49,8 @@ def _with(canvas: Canvas, rendered: Rendered) -> Canvas:
     return Canvas.build(canvas.analysis, canvas.placement, rendered, canvas.standard)
 
 
-PANE, WALL = (226, 236, 244), (246, 246, 240)
-
-
-def _kept_window(c: Canvas) -> tuple[Rendered, np.ndarray, tuple[int, int, int]]:
-    """A pale window pane in the old background above the head, which the matte kept as person."""
-    r = c.rendered
-    top = int(measured_head_top(c))
-    cx = int(c.points[:, 0].mean())
-    source = r.source.copy()
-    pane = np.zeros(r.alpha.shape, bool)
-    pane[max(0, top - 40) : top + 6, cx - 30 : cx + 40] = True
-    pane &= (r.alpha < 0.5) & r.inside  # the part of the pane that is not the head, inside the photo
-    source[pane] = PANE
-    # Elsewhere in the old background the same window shows (so it is the old background's colour).
-    source[10:60, 10:80] = PANE
-    alpha = r.alpha.copy()
-    alpha[pane] = 1.0
-    rgb = r.rgb.copy()
-    rgb[pane] = PANE
-    return Rendered(source, alpha, r.inside, rgb), pane, PANE
-
-
-def _light_rim(c: Canvas) -> tuple[Rendered, np.ndarray, tuple[int, int, int]]:
-    """The hair's soft edge painted near-white along the top of the head (a bright wall mixed in)."""
-    r = c.rendered
-    edge = (r.alpha > 0.2) & (r.alpha < 0.9)
-    edge[int(measured_head_top(c)) + 60 :] = False
-    rgb = r.rgb.copy()
-    rgb[edge] = WALL
-    return Rendered(r.source, r.alpha, r.inside, rgb), edge, WALL
+PANE, WALL = imaging_sets.PANE, imaging_sets.WALL
+_kept_window, _light_rim = imaging_sets.kept_window, imaging_sets.light_rim
 
 
 def test_a_clean_canvas_has_no_residue(canvas: Canvas) -> None:
