@@ -86,6 +86,22 @@ async def get_school(request: web.Request, *, who: Operator) -> web.Response:
     return json_response((await _visible_school(request, who)).model_dump())
 
 
+class SchoolConfigSchema(BaseModel):
+    json_schema: dict[str, Any]
+
+
+@api.route(
+    "GET",
+    f"{PREFIX}/school-config/schema",
+    summary="The JSON schema a school configuration is validated against (the settings form's constraints)",
+    response=SchoolConfigSchema,
+    auth=SIGNED_IN,
+)
+async def school_config_schema(request: web.Request, *, who: Operator) -> web.Response:
+    # The page's form takes its limits (lengths, ranges, choices) from here: one source with the server.
+    return json_response(SchoolConfigSchema(json_schema=SchoolConfig.model_json_schema()).model_dump())
+
+
 @api.route(
     "PUT",
     f"{PREFIX}/schools/{{school_code}}",

@@ -28,8 +28,8 @@ export function csrfToken() {
   return "";
 }
 
-export async function api(method, path, body) {
-  const headers = { Accept: "application/json" };
+export async function api(method, path, body, extraHeaders = {}) {
+  const headers = { Accept: "application/json", ...extraHeaders };
   let payload;
   if (body instanceof FormData) {
     payload = body;
@@ -55,7 +55,7 @@ export async function api(method, path, body) {
 }
 
 export const get = (path) => api("GET", path);
-export const post = (path, body = {}) => api("POST", path, body);
+export const post = (path, body = {}, headers = {}) => api("POST", path, body, headers);
 export const put = (path, body) => api("PUT", path, body);
 
 export function query(params) {

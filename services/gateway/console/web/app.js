@@ -12,6 +12,7 @@ import {
   schoolsPage,
   studentsPage,
 } from "./pages.js";
+import { paymentsPage } from "./payments.js";
 import { reviewPage } from "./review.js";
 import { accountsPage, progressPage, registrarPage, setPasswordForm } from "./school.js";
 
@@ -24,6 +25,7 @@ const PERMISSIONS = {
   "students.write": ["admin", "support"],
   roster: ["admin", "support"],
   delivery: ["admin", "support"],
+  payments: ["admin", "support"],
   // School staff reach only their own pages (the server refuses them everywhere else).
   staff: ["admin", "reviewer", "support"],
   exports: ["admin", "support", "school"],
@@ -40,6 +42,7 @@ const PAGES = [
   { route: "students", label: "学生查询", page: studentsPage, needs: "staff" },
   { route: "schools", label: "学校管理", page: schoolsPage, needs: "staff" },
   { route: "delivery", label: "交付", page: deliveryPage, needs: "exports" },
+  { route: "payments", label: "支付", page: paymentsPage, needs: "payments" },
   { route: "dashboard", label: "数据看板", page: dashboardPage, needs: "staff" },
   { route: "deadletters", label: "死信", page: deadLettersPage, needs: "admin" },
   { route: "accounts", label: "账号", page: accountsPage, needs: "admin" },

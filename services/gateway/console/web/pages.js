@@ -3,6 +3,7 @@
 
 import { ApiError, BASE, get, post, put, query, seg } from "./api.js";
 import { barList, colour, timeChart } from "./charts.js";
+import { download } from "./downloads.js";
 import { append, clear, field, fmtFen, fmtTime, h, jsonBlock, replace, table } from "./dom.js";
 
 export const STATE_LABELS = {
@@ -455,9 +456,192 @@ export function studentsPage(root, ctx) {
   return {};
 }
 
+// --- 学校配置：表单（每项有说明，页面和服务器都校验；保存前显示改动） -----------------------------------
+
+// The form's fields: path in the configuration, label, help. Limits (lengths, ranges, choices) come from
+// the server's JSON schema (GET /school-config/schema), so the page checks what the server checks.
+const SETTINGS_FIELDS = [
+  { path: "name", label: "学校名称", help: "学生在小程序里看到的学校名称。" },
+  { path: "fee_fen", label: "采集费用（分）", help: "学生支付的金额，单位为分：3500 即 35.00 元；0 为免费。", integer: true },
+  { path: "allow_onsite_attendees", label: "允许参加过现场拍摄的学生在线采集", help: "关闭时，名单上标为现场拍摄的学生不能在线采集。", kind: "checkbox" },
+  { path: "onsite_extra_fee_fen", label: "现场拍摄学生的额外费用（分）", help: "上一项允许时，这些学生另付的人工审核费。", integer: true },
+  { path: "pass_mark", label: "人脸比对通过分数", help: "0–100；低于此分数的照片需要换一张或转学籍部门复核。", step: "0.1" },
+  { path: "standardisations_per_day", label: "每日照片处理次数", help: "每个学生 24 小时内最多标准化几张照片。", integer: true },
+  { path: "free_resubmissions", label: "审核未通过后免费重新提交次数", help: "审核退回后学生不需再付费即可重新提交的次数。", integer: true },
+  { path: "chsi_file_name", label: "学信网上传包文件命名", help: "必须包含 {student_number}，以 .jpg 结尾，例如 {student_number}.jpg；文字只能用字母、数字、_ 和 -。", check: checkChsiName },
+  { path: "print_size", label: "打印尺寸", help: "打印版照片的尺寸。", kind: "select" },
+  { path: "capture_sources", label: "允许的照片来源", help: "至少选一项；很多省份只允许现场拍照，不允许从相册选择。", kind: "checkboxes", labels: { camera: "拍照", album: "相册" } },
+  { path: "policy_version", label: "协议版本号", help: "学生同意协议时记录的版本；留空则按协议文本自动生成。" },
+  { path: "support.phone", label: "客服电话", help: "小程序里显示的联系电话。" },
+  { path: "support.hours", label: "客服时间", help: "例如 工作日 9:00–17:00。" },
+  { path: "notice", label: "温馨提示", help: "学生开始采集前阅读的说明（最多 5000 字）。", kind: "textarea" },
+];
+
+function checkChsiName(value) {
+  if (!value.endsWith(".jpg")) return "必须以 .jpg 结尾";
+  if (!value.includes("{student_number}")) return "必须包含 {student_number}（保证每个文件名不同）";
+  return "";
+}
+
+function getPath(object, path) {
+  return path.split(".").reduce((value, key) => (value == null ? undefined : value[key]), object);
+}
+
+function setPath(object, path, value) {
+  const keys = path.split(".");
+  let target = object;
+  for (const key of keys.slice(0, -1)) {
+    if (target[key] == null || typeof target[key] !== "object") target[key] = {};
+    target = target[key];
+  }
+  target[keys[keys.length - 1]] = value;
+}
+
+/** The JSON schema of one field, following $ref into $defs. */
+function fieldSchema(schema, path) {
+  let node = schema;
+  for (const key of path.split(".")) {
+    if (node && node.$ref) node = schema.$defs[node.$ref.split("/").pop()];
+    node = node && node.properties ? node.properties[key] : undefined;
+  }
+  if (node && node.$ref) node = schema.$defs[node.$ref.split("/").pop()];
+  if (node && node.anyOf) node = node.anyOf.find((n) => n.type !== "null") || node;
+  return node || {};
+}
+
+const shown = (value) => (value === undefined ? "（未设置）" : typeof value === "string" ? value : JSON.stringify(value));
+
+/** The settings form of one school: returns the element; `onSaved(config)` after a save. */
+function settingsForm(code, config, schema, canEdit, onSaved) {
+  const inputs = new Map(); // path -> {field, read(), error}
+  const box = h("p.status");
+  const diffBox = h("div.diff");
+  const rows = SETTINGS_FIELDS.map((f) => {
+    const rule = fieldSchema(schema, f.path);
+    const value = getPath(config, f.path);
+    const error = h("span.field-error", { role: "alert" });
+    let control;
+    let read;
+    if (f.kind === "checkbox") {
+      control = h("input", { type: "checkbox", name: f.path, checked: Boolean(value), disabled: !canEdit });
+      read = () => control.checked;
+    } else if (f.kind === "select") {
+      control = h("select", { name: f.path, disabled: !canEdit }, (rule.enum || [value]).map((v) => h("option", { value: v, selected: v === value }, v)));
+      read = () => control.value;
+    } else if (f.kind === "checkboxes") {
+      const choices = (rule.items && rule.items.enum) || Object.keys(f.labels);
+      const boxes = choices.map((choice) => h("input", { type: "checkbox", value: choice, name: f.path, checked: (value || []).includes(choice), disabled: !canEdit }));
+      control = h("span.choices", boxes.map((b, i) => h("label", b, f.labels[choices[i]] || choices[i])));
+      read = () => boxes.filter((b) => b.checked).map((b) => b.value);
+    } else if (f.kind === "textarea") {
+      control = h("textarea", { name: f.path, rows: "4", maxlength: rule.maxLength ? String(rule.maxLength) : null, readonly: canEdit ? null : "readonly" });
+      control.value = value ?? "";
+      read = () => control.value;
+    } else {
+      const numeric = rule.type === "integer" || rule.type === "number";
+      control = h("input", {
+        type: numeric ? "number" : "text",
+        name: f.path,
+        min: rule.minimum ?? null,
+        max: rule.maximum ?? null,
+        step: numeric ? f.step || "1" : null,
+        maxlength: rule.maxLength ? String(rule.maxLength) : null,
+        readonly: canEdit ? null : "readonly",
+      });
+      control.value = value ?? "";
+      read = () => (numeric ? (control.value === "" ? NaN : Number(control.value)) : control.value);
+    }
+    const check = () => {
+      const v = read();
+      let message = "";
+      if (typeof v === "number") {
+        if (Number.isNaN(v)) message = "请填写数字";
+        else if (f.integer && !Number.isInteger(v)) message = "请填写整数";
+        else if (rule.minimum !== undefined && v < rule.minimum) message = `不能小于 ${rule.minimum}`;
+        else if (rule.maximum !== undefined && v > rule.maximum) message = `不能大于 ${rule.maximum}`;
+      } else if (typeof v === "string") {
+        if (rule.maxLength !== undefined && v.length > rule.maxLength) message = `最多 ${rule.maxLength} 个字符`;
+        else if (rule.minLength !== undefined && v.length < rule.minLength) message = "不能为空";
+        else if (f.check) message = f.check(v);
+      } else if (Array.isArray(v) && rule.minItems && v.length < rule.minItems) {
+        message = "至少选一项";
+      }
+      error.textContent = message;
+      row.classList.toggle("invalid", Boolean(message));
+      return !message;
+    };
+    // A group of checkboxes has its own labels (a label may not hold another).
+    const holder = f.kind === "checkboxes" ? "div.control" : "label";
+    const row = h("div.setting", { dataset: { path: f.path } }, h(holder, h("span.label", f.label), control), h("p.help", f.help), error);
+    control.addEventListener("input", check);
+    control.addEventListener("change", check);
+    inputs.set(f.path, { read, check, error, row });
+    return row;
+  });
+
+  const review = h("button", { type: "button", hidden: !canEdit }, "检查改动");
+  review.addEventListener("click", () => {
+    clear(diffBox);
+    const valid = [...inputs.values()].map((i) => i.check()).every(Boolean);
+    if (!valid) {
+      flash(box, "有填写不正确的项，请按提示修改", "error");
+      return;
+    }
+    const next = JSON.parse(JSON.stringify(config));
+    const changes = [];
+    for (const [path, input] of inputs) {
+      const before = getPath(config, path);
+      const after = input.read();
+      if (JSON.stringify(before ?? "") !== JSON.stringify(after ?? "")) {
+        changes.push([path, before, after]);
+        setPath(next, path, after);
+      }
+    }
+    if (!changes.length) {
+      flash(box, "没有改动", "info");
+      return;
+    }
+    flash(box, `共 ${changes.length} 项改动，请确认`, "warn");
+    const labels = Object.fromEntries(SETTINGS_FIELDS.map((f) => [f.path, f.label]));
+    const confirm = h("button.approve", { type: "button" }, "确认保存");
+    const cancel = h("button", { type: "button" }, "取消");
+    cancel.addEventListener("click", () => {
+      clear(diffBox);
+      flash(box, "");
+    });
+    confirm.addEventListener("click", async () => {
+      confirm.disabled = true;
+      try {
+        const saved = await put(`/schools/${seg(code)}`, next);
+        clear(diffBox);
+        flash(box, "配置已保存", "ok");
+        onSaved(saved);
+      } catch (err) {
+        confirm.disabled = false;
+        const fields = (err.details && err.details.fields) || [];
+        for (const problem of fields) {
+          const input = inputs.get(String(problem.field));
+          if (input) {
+            input.error.textContent = `服务器：${problem.error}`;
+            input.row.classList.add("invalid");
+          }
+        }
+        flash(box, `服务器拒绝保存：${errorText(err)}`, "error");
+      }
+    });
+    replace(
+      diffBox,
+      table(["项目", "原值", "新值"], changes.map(([path, before, after]) => [labels[path] || path, shown(before), shown(after)])),
+      h("div.actions", confirm, cancel),
+    );
+  });
+  return h("section.settings", { dataset: { school: code } }, h("h3", "学校配置"), rows, h("div.actions", review), box, diffBox);
+}
+
 // --- 学校配置与名单导入 -------------------------------------------------------------------------
 
 export function schoolsPage(root, ctx) {
+  let schema = null;
   const status = h("p.status", { role: "status" });
   const picker = h("select");
   const detail = h("div.detail");
@@ -485,6 +669,15 @@ export function schoolsPage(root, ctx) {
       return;
     }
     const box = h("p.status");
+    if (!schema) {
+      try {
+        schema = (await get("/school-config/schema")).json_schema;
+      } catch (err) {
+        flash(status, errorText(err), "error");
+        return;
+      }
+    }
+    const form = settingsForm(code, config, schema, ctx.role === "admin", () => show(code));
     const editor = h("textarea.config", { rows: "24", spellcheck: "false", readonly: ctx.role !== "admin" ? "readonly" : null });
     editor.value = JSON.stringify(config, null, 2);
     const save = h("button", { type: "button", hidden: ctx.role !== "admin" }, "保存配置");
@@ -498,7 +691,8 @@ export function schoolsPage(root, ctx) {
       }
       act(save, box, () => put(`/schools/${seg(code)}`, parsed), () => "配置已保存");
     });
-    const parts = [h("h3", "学校配置"), editor, save, box];
+    // The whole configuration as JSON (lists, texts, templates the form leaves out): admins' advanced view.
+    const parts = [form, h("details.advanced", { hidden: ctx.role !== "admin" }, h("summary", "高级：原始 JSON（全部配置项）"), editor, save, box)];
     if (ctx.can("roster")) parts.push(rosterForm(code));
     replace(detail, parts);
   }
@@ -625,11 +819,25 @@ export function deliveryPage(root, ctx) {
       );
       return button;
     };
-    const link = (file, label) => h("a.button", { href: `${BASE}${path}/${file}`, download: "" }, label);
+    const downloadBox = h("p.status.download");
+    // Fetched by the page: progress for the large zips, the server's reason when it refuses (downloads.js).
+    const link = (file, label) => {
+      const button = h("button", { type: "button", dataset: { file } }, label);
+      button.addEventListener("click", async () => {
+        button.disabled = true;
+        try {
+          await download(`${path}/${file}`, downloadBox, { fallbackName: `${batchId}-${file}` });
+        } finally {
+          button.disabled = false;
+        }
+      });
+      return button;
+    };
     replace(
       box,
       h("h3", `批次 ${batch.batch_id}`),
       h("div.actions", link("chsi.zip", "下载学信网上传包"), link("print.zip", "下载打印版"), link("mailing.csv", "下载邮寄清单"), mark("printed", "已打印"), mark("mailed", "已邮寄")),
+      downloadBox,
       result,
       table(
         ["申请", "学号", "姓名", "文件名"],

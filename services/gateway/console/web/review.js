@@ -132,6 +132,7 @@ export function reviewPage(root, ctx) {
     // Where the score sits against the pass mark (match.scored.v1 `band`): look hardest at borderline passes.
     const band = BAND_LABELS[match.band] || "";
     const measures = (photo && photo.measures) || [];
+    const flagged = measures.filter((m) => m.advisory && !m.passed);
     replace(
       caseBox,
       h(
@@ -156,14 +157,20 @@ export function reviewPage(root, ctx) {
             band ? h("span.band", band) : null,
           ),
           h("h4", "质量检测"),
+          // Advisory failures (imaging's `advisory`: a residue, a recapture, a smile) did not refuse the
+          // photo: they are why it is here to be looked at. Shown first, marked 「需人工核对」.
+          flagged.length
+            ? h("p.flags", { dataset: { flags: flagged.map((m) => m.code).join(" ") } }, `需人工核对：${flagged.map((m) => MEASURE_LABELS[m.code] || m.code).join("、")}`)
+            : null,
           measures.length
             ? h(
                 "ul.measures",
                 measures.map((m) =>
                   h(
-                    `li.${m.passed ? "ok" : "bad"}`,
+                    `li.${m.passed ? "ok" : m.advisory ? "flag" : "bad"}`,
+                    { title: m.message || m.threshold || "" },
                     `${MEASURE_LABELS[m.code] || m.code}：${typeof m.score === "number" ? m.score.toFixed(0) : "—"}`,
-                    m.passed ? " ✓" : " ✗",
+                    m.passed ? " ✓" : m.advisory ? " ⚑ 需人工核对" : " ✗",
                   ),
                 ),
               )
