@@ -44,6 +44,8 @@ COLLECTIONS: dict[str, Collection] = {
         Collection("audit_log", "gateway"),
         Collection("erasures", "gateway"),
         Collection("delivery_batches", "gateway"),
+        # One-time set-password links for invited operators (services/gateway/console/accounts.py).
+        Collection("operator_invites", "gateway"),
         # Idempotency-Key -> request fingerprint and first answer (services/gateway/request_keys.py).
         Collection("request_keys", "gateway"),
         # The workers' outcomes, one document per input.

@@ -26,11 +26,10 @@ SIZE = (1224, 1632)  # 2.0 MP, portrait
 @functools.cache
 def reference_jpeg() -> bytes:
     """The package portrait (matplotlib's grace_hopper.jpg) at 2 MP, JPEG quality 90 (made once, untimed)."""
+    from matplotlib import cbook
     from PIL import Image
 
-    from deploy.local.faces import hopper_path
-
-    with Image.open(hopper_path()) as image:
+    with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as image:
         large = image.convert("RGB").resize(SIZE, Image.Resampling.LANCZOS)
     out = io.BytesIO()
     large.save(out, format="JPEG", quality=90)
