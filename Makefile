@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Every pin of [tool.gradphoto.no-deps] in pyproject.toml, for `pip install --no-deps` (see $(STAMP)).
 NO_DEPS_PINS := import tomllib; t = tomllib.load(open("pyproject.toml", "rb")); print(" ".join(p for g in t["tool"]["gradphoto"]["no-deps"].values() for p in g))
 
-.PHONY: deps-run deps-test bench-console bench-notify bench-gateway demo run test lint fmt typecheck pytest bench-codec bench-imaging bench-matching install clean stop help
+.PHONY: deps-run deps-test deps-images images images-smoke bench-console bench-notify bench-gateway demo run test lint fmt typecheck pytest bench-codec bench-imaging bench-matching install clean stop help
 
 help:
 	@echo "make run          start the gateway, the workers, the embedded database (and RabbitMQ if needed)"
@@ -20,6 +20,8 @@ help:
 	@echo "make bench-notify  subscribe messages/s end to end vs the sandbox's raw rate -> bench/RESULTS.md"
 	@echo "make bench-console approve -> next case shown in the console page (headless chromium) vs the bare API calls -> bench/RESULTS.md"
 	@echo "make client-e2e   the mini-program's journeys through a Node wx against a stack it starts (JOURNEYS=5)"
+	@echo "make images       build every service image from deploy/docker/ with buildah (as root; IMAGES=gateway,... for some)"
+	@echo "make images-smoke run the images with podman: probes, then the demo journey to approved (as root)"
 	@echo "make fmt          format the code with ruff"
 
 # The virtualenv is (re)built whenever pyproject.toml changes.
@@ -120,3 +122,16 @@ KNEE ?= 1.25,1.5,1.75,2,2.5,3
 load: $(STAMP)
 	$(BIN)/python -m bench.load --students $(STUDENTS) --rate $(RATE) --duration $(DURATION) \
 		$(if $(FAULTS),--faults,--knee $(KNEE) --profile)
+
+# Container images from deploy/docker/*.Dockerfile with buildah, run by the smoke test with podman (as root;
+# no registry needed: deploy/docker/local/, docs/operations.md "Container images").
+IMAGES ?= gateway codec imaging matching notify
+comma := ,
+deps-images:
+	@bash deploy/local/system-deps.sh images
+
+images: deps-images
+	bash deploy/docker/local/images.sh $(subst $(comma), ,$(IMAGES))
+
+images-smoke: deps-images $(STAMP)
+	$(BIN)/python deploy/docker/local/smoke.py

@@ -3,7 +3,10 @@
 # Only the `imaging` extra of pyproject.toml is installed. Build from the repository root:
 #   docker build -f deploy/docker/imaging.Dockerfile -t registry.example.com/gradphoto/imaging:VERSION .
 
-FROM python:3.11.11-slim-bookworm AS build
+# The base: the pinned public image; a machine without a registry passes an equivalent built from Debian
+# packages (--build-arg BASE_IMAGE=..., deploy/docker/local/base.sh; make images does it).
+ARG BASE_IMAGE=docker.io/library/python:3.11.11-slim-bookworm
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml ./
@@ -13,7 +16,7 @@ RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install ".[imaging]"
 RUN /opt/venv/bin/pip install --no-deps mediapipe==0.10.21
 
-FROM python:3.11.11-slim-bookworm
+FROM ${BASE_IMAGE}
 # A CJK font, so the names on print sheets are drawn (shared/print_sheet.py).
 RUN apt-get update \
     && apt-get install -y --no-install-recommends fonts-wqy-microhei \

@@ -4,7 +4,10 @@
 # Only the `matching` extra of pyproject.toml is installed. Build from the repository root:
 #   docker build -f deploy/docker/matching.Dockerfile -t registry.example.com/gradphoto/matching:VERSION .
 
-FROM python:3.11.11-slim-bookworm AS build
+# The base: the pinned public image; a machine without a registry passes an equivalent built from Debian
+# packages (--build-arg BASE_IMAGE=..., deploy/docker/local/base.sh; make images does it).
+ARG BASE_IMAGE=docker.io/library/python:3.11.11-slim-bookworm
+FROM ${BASE_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml ./
@@ -13,7 +16,7 @@ COPY services ./services
 RUN python -m venv /opt/venv \
     && /opt/venv/bin/pip install ".[matching]"
 
-FROM python:3.11.11-slim-bookworm
+FROM ${BASE_IMAGE}
 RUN groupadd --system --gid 10001 app \
     && useradd --system --uid 10001 --gid app --home-dir /tmp --no-create-home --shell /usr/sbin/nologin app
 COPY --from=build /opt/venv /opt/venv

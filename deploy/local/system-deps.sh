@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The system packages and services that `make run`, `make test` and `.ci/run` need, in one place.
 #
-#   deploy/local/system-deps.sh run|test [--check]
+#   deploy/local/system-deps.sh run|test|images [--check]
 #
 # run:  libzbar0 (the codec), fonts-wqy-microhei (the CJK font of the print sheets), python3-venv, make,
 #       Node.js with npm (the mini-program's tools under miniprogram/, installed by the Makefile),
 #       rabbitmq-server running on 127.0.0.1:5672 with its management plugin on 15672 (the console's
 #       queue dashboard).
 # test: all of run, plus chromium (the console's browser test, make bench-console).
+# images: buildah, podman, runc and debootstrap (make images, make images-smoke: deploy/docker/local/).
 #
 # As root on Debian/Ubuntu (apt-get present) it installs what is missing, starts RabbitMQ and enables the
 # management plugin. Otherwise it changes nothing, prints the exact commands to run and exits 1, so that
@@ -22,13 +23,13 @@ set -uo pipefail
 
 profile="${1:-}"
 mode="${2:-ensure}"
-case "$profile" in run | test) ;; *)
-  echo "usage: $0 run|test [--check]" >&2
+case "$profile" in run | test | images) ;; *)
+  echo "usage: $0 run|test|images [--check]" >&2
   exit 2
   ;;
 esac
 case "$mode" in ensure | --check) ;; *)
-  echo "usage: $0 run|test [--check]" >&2
+  echo "usage: $0 run|test|images [--check]" >&2
   exit 2
   ;;
 esac
@@ -65,28 +66,33 @@ node_ok() {
   [ "${version%%.*}" -ge "$NODE_MIN" ] 2>/dev/null
 }
 
-# --- what is missing ----------------------------------------------------------------------------------
-missing=()
 zbar_ok() {
   ldcache | grep -Eq '(^|[[:space:]])libzbar\.so\.0[[:space:]]' && return 0
   # The cache can be mid-rewrite while another apt-get runs: the library file itself also counts.
   compgen -G "$prefix/usr/lib/*/libzbar.so.0" >/dev/null || compgen -G "$prefix/lib/*/libzbar.so.0" >/dev/null
 }
-zbar_ok || missing+=(libzbar0)
-[ -f "$prefix/usr/share/fonts/truetype/wqy/wqy-microhei.ttc" ] || missing+=(fonts-wqy-microhei)
-has make || missing+=(make)
-{ has python3 && python3 -c 'import venv, ensurepip' 2>/dev/null; } || missing+=(python3-venv)
-node_ok || missing+=(nodejs)
-has npm || missing+=(npm)
-if [ "$profile" = test ]; then
-  [ -x "$prefix/usr/bin/chromium" ] || missing+=(chromium)
-fi
+
+# --- what is missing ----------------------------------------------------------------------------------
+missing=()
 broker_start=0
 broker_plugin=0
-if broker_local; then
-  has_sbin rabbitmq-server || missing+=(rabbitmq-server)
-  port_open "$amqp_port" || broker_start=1
-  port_open "$mgmt_port" || broker_plugin=1
+if [ "$profile" = images ]; then
+  for tool in buildah podman runc debootstrap; do has_sbin "$tool" || missing+=("$tool"); done
+else
+  zbar_ok || missing+=(libzbar0)
+  [ -f "$prefix/usr/share/fonts/truetype/wqy/wqy-microhei.ttc" ] || missing+=(fonts-wqy-microhei)
+  has make || missing+=(make)
+  { has python3 && python3 -c 'import venv, ensurepip' 2>/dev/null; } || missing+=(python3-venv)
+  node_ok || missing+=(nodejs)
+  has npm || missing+=(npm)
+  if [ "$profile" = test ]; then
+    [ -x "$prefix/usr/bin/chromium" ] || missing+=(chromium)
+  fi
+  if broker_local; then
+    has_sbin rabbitmq-server || missing+=(rabbitmq-server)
+    port_open "$amqp_port" || broker_start=1
+    port_open "$mgmt_port" || broker_plugin=1
+  fi
 fi
 
 if [ "$mode" = --check ]; then
@@ -124,7 +130,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -qq || exit 1
   apt-get install -y -qq --no-install-recommends "${missing[@]}" || exit 1
 fi
-if broker_local; then
+if [ "$profile" != images ] && broker_local; then
   if ! port_open "$amqp_port"; then
     say "starting rabbitmq-server"
     "$(sbin rabbitmq-server)" -detached

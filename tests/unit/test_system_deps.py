@@ -321,3 +321,14 @@ def test_make_and_ci_run_call_the_script_first() -> None:
     ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     deps = [i for i, line in enumerate(ci) if line.endswith("bash deploy/local/system-deps.sh test")]
     assert deps and max(deps) < ci.index("make test")
+
+
+def test_images_needs_the_container_tools_only(machine: Machine) -> None:
+    result = machine.run("images", "--check")
+    assert result.returncode == 1
+    assert packages(result) == ["buildah", "podman", "runc", "debootstrap"]
+    for tool in ("buildah", "podman"):
+        machine.tool(tool)
+    machine.file("/usr/sbin/runc", executable=True)
+    machine.file("/usr/sbin/debootstrap", executable=True)
+    assert (machine.run("images", "--check").returncode, machine.run("images", "--check").stdout) == (0, "")
