@@ -470,3 +470,23 @@ def test_every_ordering_of_two_requests_and_a_repeat_leaves_one_open_order():
                 break
             assert sum(o.open for o in book.orders) == 1, sequence
             assert all(o.out_trade_no in closed for o in book.orders if o.status is OrderStatus.CLOSED)
+
+
+def test_retrying_a_failed_partial_refund_refunds_that_part_again_not_the_whole_payment():
+    """An operator's partial refund that WeChat closed (anomaly `refund_closed`, action "refund") is asked
+    again for its own amount and reason: the retry must not refund the whole payment and so withdraw a
+    paid application the operator only meant to refund in part."""
+    partial = decide_refund(
+        paid_book(), out_trade_no=None, amount_fen=1000, reason="退部分", operator_id="op", now=NOW
+    )
+    closed = apply_refund_result(
+        partial.book, refund_result("GP1-R1", "CLOSED"), state=State.PAID, now=NOW
+    ).book
+    again = retry_refund(closed, "GP1", operator_id="op2", now=NOW)
+    assert again.refund.out_refund_no == "GP1-R2" and not again.repeated
+    assert again.refund.amount_fen == 1000
+    assert again.refund.kind is RefundKind.OPERATOR and again.refund.reason == "退部分"
+    accepted = refund_accepted(again.book, "GP1", "GP1-R2", {"status": "PROCESSING"}, state=State.PAID)
+    assert accepted.state is None  # the application stays paid
+    order = accepted.book.find("GP1")
+    assert order is not None and order.refundable_fen == 2500

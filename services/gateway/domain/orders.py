@@ -531,7 +531,8 @@ def decide_refund(
 def retry_refund(book: OrderBook, out_trade_no: str, *, operator_id: str, now: datetime) -> RefundDecision:
     """The console's "refund" on a paid stale order: the refund still waiting for WeChat is asked again
     under its own number (WeChat refunds a number once), one in flight or done is answered as it is,
-    and only when every earlier one failed finally is a new one made. A double click refunds once."""
+    and only when every earlier one failed finally is a new one made, for the amount and reason of the
+    last failed one (a partial refund stays partial). A double click refunds once."""
     order = book.find(out_trade_no)
     if order is None or order.payment is None:
         raise DomainError("no_paid_order")
@@ -543,13 +544,15 @@ def retry_refund(book: OrderBook, out_trade_no: str, *, operator_id: str, now: d
     if order.refundable_fen <= 0:
         done = next(r for r in reversed(order.refunds) if r.status is RefundStatus.SUCCESS)
         return RefundDecision(book, order, done, repeated=True)
+    # Asked again for what failed (an operator's partial refund stays partial), never more than is left.
+    failed = next((r for r in reversed(order.refunds) if r.status in FINAL_REFUND - LIVE_REFUND), None)
     refund = Refund(
         out_refund_no=order.next_refund_number(),
-        amount_fen=order.refundable_fen,
+        amount_fen=min(failed.amount_fen, order.refundable_fen) if failed else order.refundable_fen,
         kind=RefundKind.STALE_PAYMENT if not book.is_current(order) else RefundKind.OPERATOR,
         status=RefundStatus.REQUESTED,
         requested_at=now,
-        reason=STALE_REFUND_REASON,
+        reason=failed.reason if failed and failed.reason else STALE_REFUND_REASON,
         operator_id=operator_id,
     )
     updated = replace(order, refunds=(*order.refunds, refund))
