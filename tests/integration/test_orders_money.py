@@ -542,3 +542,26 @@ async def test_every_ordering_of_two_keys_and_a_repeat_ends_paid_with_no_charge_
                 and o["out_trade_no"] in {x.out_trade_no for x in book.orders}
             ]
             assert not kept, (sequence, kept)  # a stale payment is refunded: WeChat shows it as REFUND
+
+
+async def test_a_key_used_again_after_rebinding_to_another_student_never_replays_the_first_students_order(
+    env,
+):
+    """One WeChat account (a parent's phone) orders for one student under K1, unbinds, binds to another
+    student and retries with K1: the first student's order (its number and payment parameters) must not
+    come back as the second student's answer."""
+    from tests.support.system import ROSTER_ROW
+
+    async with running_system(env, roster=[ROSTER_ROW, SECOND_ROW]) as system:
+        first_student = await confirmed(system, "o-rebind")
+        status, first = await order(first_student, "K1")
+        assert status == 201, first
+        status, unbound = await first_student.request("DELETE", "/api/v1/me/binding")
+        assert status == 200, unbound
+        second_student = await confirmed(system, "o-rebind", SECOND_ROW)
+        status, replayed = await order(second_student, "K1")
+        assert (status, replayed["code"]) == (409, "idempotency_key_reused"), replayed
+        status, own = await order(second_student)
+        assert status == 201 and own["out_trade_no"] != first["out_trade_no"], own
+        doc = await document(system, second_student)
+        assert [o["out_trade_no"] for o in doc["orders"]] == [own["out_trade_no"]]

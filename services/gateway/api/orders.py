@@ -104,8 +104,11 @@ async def create_order(request: web.Request, *, who: Caller) -> web.Response:
     claim = None
     if key is not None:
         body = await request.content.read(MAX_ORDER_BODY_BYTES)
+        # The application is part of the request: an account that unbinds and binds to another student
+        # (one phone, two students) and retries a key gets 409, never the first student's order.
+        print_ = fingerprint(request.method, request.path, f"{application['_id']}\n".encode() + body)
         # DomainError (idempotency_key_reused, busy) is answered by the error middleware.
-        got = await keys.begin(who.openid, key, fingerprint(request.method, request.path, body))
+        got = await keys.begin(who.openid, key, print_)
         if isinstance(got, Answer):
             return json_response(got.body, status=got.status)
         claim = got
