@@ -38,6 +38,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="students poll their status every --poll s instead of long-polling it (the pre-16.3 client)",
     )
+    parser.add_argument(
+        "--no-precompute",
+        action="store_true",
+        help="skip `services.matching.cli precompute` after the roster import (descriptors made at first use)",
+    )
     parser.add_argument("--operators", type=int, default=2, help="scripted reviewers")
     parser.add_argument("--name", default="", help="var/load/<name> (default: run or faults)")
     parser.add_argument("--free-ports", action="store_true", help="any free ports (beside another run)")
@@ -85,6 +90,7 @@ async def main(args: argparse.Namespace) -> int:
         out,
         poll_s=args.poll,
         long_poll=not args.no_long_poll,
+        precompute=not args.no_precompute,
         operators=args.operators,
         step_timeout_s=300 if args.faults else 120,
     )

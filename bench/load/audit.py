@@ -90,6 +90,8 @@ class Outcome:
     findings: list[Finding] = field(default_factory=list)
     log_lines: int = 0  # lines of our services' logs scanned for personal data
     log_findings: dict[str, int] = field(default_factory=dict)  # kind -> unmasked values found
+    # How matching found each compared photo's face (`located` of `matches`: issue 16.1).
+    located: dict[str, int] = field(default_factory=dict)
 
     def count(self, kind: str) -> int:
         return len({f.index for f in self.findings if f.kind == kind})
@@ -127,6 +129,9 @@ class Outcome:
                 ),
             ),
         ]
+        if self.located:
+            shown = ", ".join(f"{k} {v}" for k, v in sorted(self.located.items()))
+            rows.append(("faces located (student's photo / admission photo)", shown))
         lines = ["| audit | |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows)]
         for f in self.findings[:20]:
             lines.append(f"| student {f.index} {f.kind} | {f.what} |")
@@ -264,6 +269,10 @@ async def audit(out: Path, mongo_url: str | None = None) -> Outcome:
             applied[str(n.get("out_trade_no"))] += 1
         photos = {p["_id"]: p async for p in db["photos"].find({}, {"measures": 0})}
         matches = {m["_id"]: m async for m in db["matches"].find({})}
+        located: Counter[str] = Counter()
+        for m in matches.values():
+            where = m.get("located") or {}
+            located[f"{where.get('photo')} / {where.get('admission_photo')}"] += 1
         notification_docs: Counter[tuple[str, str]] = Counter()
         async for n in db["notifications"].find({"state": "sent"}, {"application_id": 1, "kind": 1}):
             notification_docs[(str(n.get("application_id")), str(n.get("kind")))] += 1
@@ -272,6 +281,7 @@ async def audit(out: Path, mongo_url: str | None = None) -> Outcome:
         if server is not None:
             server.terminate()
             await server.wait()
+    outcome.located = dict(located)
     for openid, app in applications.items():
         photo_id = (app.get("submission") or {}).get("photo_id") or next(iter(app.get("photos") or {}), None)
         outcome.times[openid] = stored_times(app, photos.get(photo_id), matches.get(photo_id))

@@ -353,6 +353,16 @@ def summarise(
         f"CPU per completed journey, each process of the run ({cpu_window[1] - cpu_window[0]:.0f} s from the first "
         f"arrival to the last notification; /proc, children included): {total:.2f} CPU-s per student in all, "
         f"i.e. at most {(os.cpu_count() or 1) / total:.2f} students/s on this machine's {os.cpu_count()} cores.",
+        *(
+            [
+                "",
+                f"Admission descriptors were stored after the roster import (`services.matching.cli precompute`, as "
+                f"ops run it): {run['precompute_cpu_s']:.1f} CPU-s for the whole roster, once, before the students "
+                "arrive; not in the figures below.",
+            ]
+            if run.get("precompute_cpu_s")
+            else []
+        ),
         "",
         "| process | CPU ms per student | share | messages per student | capacity per core |",
         "|---|---|---|---|---|",

@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import random
+import resource
+import sys
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -87,6 +89,8 @@ class LoadRun:
     out: Path
     poll_s: float = 0.5
     long_poll: bool = True
+    precompute: bool = True
+    precompute_cpu_s: float = 0.0
     step_timeout_s: float = 120.0
     operators: int = 2
     seed: int = 7
@@ -127,7 +131,24 @@ class LoadRun:
                 )
         finally:
             await database.close()
+        precompute = None
+        if self.precompute:
+            # What ops run after a roster import (docs/operations.md): matching reads every admission
+            # photo once and stores its descriptor, off the students' path.
+            precompute = await asyncio.create_subprocess_exec(
+                sys.executable,
+                *("-m", "services.matching.cli", "precompute", "--school", SCHOOL),
+                env={**self.stack.env, **self.stack.service_env.get("matching", {})},
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
         self.kits = await kits
+        if precompute is not None:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            await precompute.wait()
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            self.precompute_cpu_s = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+            say(f"admission descriptors stored (cli precompute, exit {precompute.returncode})")
         say(f"{students} students in the roster, codes and photos made ({time.monotonic() - started:.1f} s)")
 
     async def start(self) -> None:
@@ -295,5 +316,6 @@ class LoadRun:
             "samples": [s.as_dict() for s in self.sampler.samples],
             "workers": list(WORKERS),
             "loadavg_at_start": self.loadavg,
+            "precompute_cpu_s": self.precompute_cpu_s,
         }
         (self.out / "run.json").write_text(json.dumps(data, ensure_ascii=False, indent=1))
