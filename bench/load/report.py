@@ -182,9 +182,8 @@ def verdict_text(figures: dict[str, Any], per_student: dict[str, float]) -> str:
         f"{'met' if met else 'not met'} on this machine.** "
         + (f"The knee is {knee:g} arrivals/s. " if knee is not None else "")
         + f"A journey costs {total:.2f} CPU-seconds across all processes, so {cores} cores carry at most "
-        f"{cores / total:.2f} journeys/s whatever the split; the CPU goes to {shares}. Matching is the first "
-        "to saturate (one process, one core's worth of dlib): two face descriptors and two face detections "
-        "per comparison (profile below)."
+        f"{cores / total:.2f} journeys/s whatever the split; the CPU goes to {shares}. Each worker is one "
+        "process on at most one core's worth of work: the profile below shows what a message costs."
     )
 
 
