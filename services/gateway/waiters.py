@@ -33,8 +33,10 @@ def same_instant(since: str, value: object) -> bool:
         b = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     except ValueError:
         return False
-    a = a.astimezone(UTC).replace(tzinfo=None) if a.tzinfo else a
-    b = b.astimezone(UTC).replace(tzinfo=None) if b.tzinfo else b
+    # Compared as aware times (naive is UTC): converting to UTC first overflows for a zone that moves the
+    # date past year 1 or 9999 (a hostile `since`), which was a 500.
+    a = a if a.tzinfo else a.replace(tzinfo=UTC)
+    b = b if b.tzinfo else b.replace(tzinfo=UTC)
     return a == b
 
 

@@ -86,7 +86,14 @@ async def test_a_waiting_student_is_woken_by_the_result_and_reads_nothing_meanwh
         assert "band" not in changed["match"]  # the student's view keeps score, passed, photo id
 
         # Without `since`, or with one that is not the current value, the answer is immediate.
-        for query in ("", "?wait=25", f"?wait=25&since={quote('2000-01-01T00:00:00Z')}", "?wait=25&since="):
+        hostile = [quote("0001-01-01T00:00:00+14:00"), quote("9999-12-31T23:59:59-14:00")]
+        for query in (
+            "",
+            "?wait=25",
+            f"?wait=25&since={quote('2000-01-01T00:00:00Z')}",
+            "?wait=25&since=",
+            *(f"?wait=25&since={h}" for h in hostile),
+        ):
             status, now = await student.request("GET", f"/api/v1/application{query}")
             assert status == 200 and now["state"] == "in_review", query
         # Hostile waits.
