@@ -43,6 +43,9 @@ SYSTEM_DEPS = ROOT / "deploy" / "local" / "system-deps.sh"
 T = TypeVar("T")
 
 PORTS = {"gateway": 8080, "codec": 8181, "imaging": 8182, "matching": 8183, "notify": 8184}
+# The gateway's /readyz and /metrics on a port of their own, as deployed (OPS_PORT, 9090 in the manifests):
+# the public port keeps just /healthz. The workers serve nothing public, so their probes stay on HTTP_PORT.
+OPS_PORTS = {"gateway": 9090}
 
 
 def say(message: str) -> None:
@@ -293,15 +296,12 @@ async def main(env: dict[str, str]) -> int:
                 f"WeChat sandbox on {env['WECHAT_API_BASE']} (login, phone, subscribe messages, WeChat Pay v3)"
             )
         for name in wanted_services():
-            child_env = {**env, "HTTP_PORT": env.get(f"{name.upper()}_HTTP_PORT", str(PORTS[name]))}
-            children.append(Child(name, [PY, "-m", f"services.{name}"], child_env))
+            children.append(Child(name, [PY, "-m", f"services.{name}"], service_env(name, env)))
         for child in children:
             await child.start()
         watcher = asyncio.create_task(_supervise(children, stop))
 
-        ready = await until(
-            stop, asyncio.gather(*(wait_ready(c.name, int(c.env["HTTP_PORT"])) for c in children))
-        )
+        ready = await until(stop, asyncio.gather(*(wait_ready(c.name, ops_port(c.env)) for c in children)))
         if ready is not None:
             announce(children, env, all(ready))
         await stop.wait()
@@ -311,19 +311,37 @@ async def main(env: dict[str, str]) -> int:
     return 0
 
 
+def service_env(name: str, env: dict[str, str]) -> dict[str, str]:
+    """A service's environment: its HTTP port, and its ops port where it has one (NAME_OPS_PORT; for the
+    gateway also an exported OPS_PORT, else 9090). An OPS_PORT exported in the shell is never handed to
+    every service: they would all try to bind it."""
+    child = {**env, "HTTP_PORT": env.get(f"{name.upper()}_HTTP_PORT", str(PORTS[name]))}
+    child.pop("OPS_PORT", None)
+    ops = env.get(f"{name.upper()}_OPS_PORT") or (env.get("OPS_PORT") if name in OPS_PORTS else None)
+    if ops or name in OPS_PORTS:
+        child["OPS_PORT"] = ops or str(OPS_PORTS[name])
+    return child
+
+
+def ops_port(env: dict[str, str]) -> int:
+    """Where a service answers /readyz and /metrics: OPS_PORT when it has one, else its HTTP port."""
+    return int(env.get("OPS_PORT") or env["HTTP_PORT"])
+
+
 def announce(children: list[Child], env: dict[str, str], all_ready: bool) -> None:
     say("" if all_ready else "some services are not ready; their output is above")
     gateway = next((c for c in children if c.name == "gateway"), None)
     if gateway is not None:
         port = gateway.env["HTTP_PORT"]
-        say(f"gateway:   http://127.0.0.1:{port}/api/v1  (health /healthz, /readyz, /metrics)")
+        say(f"gateway:   http://127.0.0.1:{port}/api/v1  (health /healthz)")
+        say(f"  ops:     http://127.0.0.1:{ops_port(gateway.env)}/readyz  /metrics  (not on the public port)")
         say(
             f"console:   http://127.0.0.1:{port}/console/  (first operator: .venv/bin/python -m "
             "services.gateway.console.cli create-operator --email EMAIL --role admin)"
         )
     for child in children:
         if child is not gateway:
-            say(f"{child.name + ':':<10} http://127.0.0.1:{child.env['HTTP_PORT']}/readyz  /metrics")
+            say(f"{child.name + ':':<10} http://127.0.0.1:{ops_port(child.env)}/readyz  /metrics")
     say("RabbitMQ:  " + env["AMQP_URL"].replace("guest:guest@", "") + "   MongoDB: " + env["MONGO_URL"])
     say("press Ctrl-C to stop everything")
 

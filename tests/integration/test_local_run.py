@@ -4,6 +4,9 @@
   stop` ends the whole run (issue 13.11: "exited with 0; restarting").
 - ctrl_c_during_startup_retries: with the database down, the services sit in their start-up retry loop;
   Ctrl-C still stops everything within the drain time (it used to hang).
+- the gateway's /readyz and /metrics are on its ops port (GATEWAY_OPS_PORT), not the public one, as
+  deployed (it used to serve them on the public port in `make run`, and an exported OPS_PORT was given to
+  every service, which then fought over it while the supervisor polled the public port for /readyz).
 
 The run's state (pid files, keys, sandbox keys) goes to a folder of the test's own (LOCAL_VAR_DIR) and
 every port is a free one, so a `make run` of the developer's on the same machine is never touched.
@@ -18,6 +21,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -46,6 +51,7 @@ class Run:
             "LOCAL_VAR_DIR": str(self.var),
             "LOCAL_SERVICES": "gateway,codec",
             "GATEWAY_HTTP_PORT": str(free_port()),
+            "GATEWAY_OPS_PORT": str(free_port()),
             "CODEC_HTTP_PORT": str(free_port()),
             "SANDBOX_PORT": str(free_port()),
             "DRAIN_TIMEOUT_S": str(DRAIN_S),
@@ -121,12 +127,38 @@ def start_run(tmp_path: Path) -> Iterator[Callable[[dict[str, str]], Run]]:
         run.close()
 
 
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return int(reply.status)
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
 def test_make_stop_is_not_undone(start_run: Callable[[dict[str, str]], Run], env: dict[str, str]) -> None:
-    run = start_run({"MONGO_URL": env["MONGO_URL"], "MONGO_DB": env["MONGO_DB"], "AMQP_URL": env["AMQP_URL"]})
+    # An OPS_PORT exported in the shell is the gateway's alone, never every service's.
+    run = start_run(
+        {
+            "MONGO_URL": env["MONGO_URL"],
+            "MONGO_DB": env["MONGO_DB"],
+            "AMQP_URL": env["AMQP_URL"],
+            "OPS_PORT": str(free_port()),
+        }
+    )
     run.wait_for(lambda: "press Ctrl-C to stop everything" in run.text(), 180, "the run is up")
     assert "some services are not ready" not in run.text()
     pids = run.pids()
     assert {"gateway", "codec", "sandbox", "supervisor"} <= set(pids), pids
+
+    # The gateway's probes and metrics on its ops port only; the public port keeps /healthz.
+    public = f"http://127.0.0.1:{run.env['GATEWAY_HTTP_PORT']}"
+    ops = f"http://127.0.0.1:{run.env['GATEWAY_OPS_PORT']}"
+    assert (http_status(f"{ops}/readyz"), http_status(f"{ops}/metrics")) == (200, 200)
+    assert (http_status(f"{public}/readyz"), http_status(f"{public}/metrics")) == (404, 404)
+    assert http_status(f"{public}/healthz") == 200
+    assert f"{ops}/readyz" in run.text()
+    # A worker keeps its probes on its own HTTP port (no public traffic there).
+    assert http_status(f"http://127.0.0.1:{run.env['CODEC_HTTP_PORT']}/readyz") == 200
 
     # One service stopped on its own (SIGTERM: it drains and exits 0): it stays stopped, the rest runs.
     os.kill(pids["codec"], signal.SIGTERM)
