@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,7 +54,7 @@ from services.gateway.domain.orders import (
 )
 from services.gateway.store import Applications, Change
 from shared.db import Database, Document
-from shared.events import utcnow
+from shared.events import Envelope, utcnow
 from shared.logging import get_logger
 from shared.wechat.errors import WeChatPayError
 from shared.wechat.pay import WeChatPayClient
@@ -82,6 +82,14 @@ def new_out_trade_no(now: datetime) -> str:
 
 class _Unchanged(Exception):
     """A decision that writes nothing (raised out of `mutate`, so no version is spent)."""
+
+
+def _ledger_change(book: OrderBook, state: str | None, events: Sequence[Envelope] = ()) -> Change:
+    """The write of a ledger decision: the book's fields, and the application's new state when it changes."""
+    fields = book.fields()
+    if state is not None:
+        fields["state"] = state
+    return Change(set=fields, events=events)
 
 
 async def find_application_of(database: Database, out_trade_no: str) -> Document | None:
@@ -297,10 +305,7 @@ class Payments:
             decisions.append(decision)
             if decision.outcome not in (PaymentOutcome.PAID, PaymentOutcome.STALE):
                 raise _Unchanged
-            fields = decision.book.fields()
-            if decision.state is not None:
-                fields["state"] = decision.state
-            return Change(set=fields, events=decision.events)
+            return _ledger_change(decision.book, decision.state, decision.events)
 
         await self._write(found["_id"], decide)
         decision = decisions[-1]
@@ -366,10 +371,7 @@ class Payments:
             )
             if outcome.outcome == "duplicate":
                 raise _Unchanged
-            fields = outcome.book.fields()
-            if outcome.state is not None:
-                fields["state"] = outcome.state
-            return Change(set=fields)
+            return _ledger_change(outcome.book, outcome.state)
 
         await self._write(application_id, decide)
         log.info("refund requested", out_refund_no=refund.out_refund_no, amount_fen=refund.amount_fen)
@@ -468,10 +470,7 @@ class Payments:
             outcomes.append(outcome.outcome)
             if outcome.book == book and outcome.state is None:
                 raise _Unchanged
-            fields = outcome.book.fields()
-            if outcome.state is not None:
-                fields["state"] = outcome.state
-            return Change(set=fields)
+            return _ledger_change(outcome.book, outcome.state)
 
         await self._write(found["_id"], decide)
         if result.status in (RefundStatus.ABNORMAL, RefundStatus.CLOSED):
