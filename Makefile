@@ -102,10 +102,11 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# SIGTERM to make run's supervisor and each process it started: the services drain and exit 0, which the
-# supervisor does not restart (LOCAL_VAR_DIR: a run whose state is elsewhere).
+# SIGTERM to make run's supervisor, waited for: it stops the services (they drain and exit 0, not
+# restarted), the sandbox, then the database; a crashed run's leftovers next, the database last
+# (deploy/local/stop.sh; LOCAL_VAR_DIR: a run whose state is elsewhere).
 stop:
-	@for f in $${LOCAL_VAR_DIR:-var}/run/*.pid; do [ -f "$$f" ] && kill "$$(cat $$f)" 2>/dev/null; rm -f "$$f"; done; true
+	@bash deploy/local/stop.sh
 
 clean: stop
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
