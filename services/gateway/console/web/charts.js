@@ -22,6 +22,13 @@ function hourMinute(seconds) {
   return `${pad(date.getHours())}:${pad(date.getMinutes())}`;
 }
 
+/** Ticks closer than a few minutes apart (a backlog sampled for seconds) need the seconds too. */
+function timeLabel(splits) {
+  const span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+  if (span >= 600) return hourMinute;
+  return (seconds) => `${hourMinute(seconds)}:${pad(new Date(seconds * 1000).getSeconds())}`;
+}
+
 let firstChartMarked = false;
 
 function markFirstChart() {
@@ -54,7 +61,7 @@ export function timeChart(name, title, { kind = "line" } = {}) {
       scales: { x: { time: true } },
       legend: { live: false },
       cursor: { drag: { x: false, y: false } },
-      axes: [{ values: (u, splits) => splits.map(hourMinute) }, { size: 50 }],
+      axes: [{ values: (u, splits) => splits.map(timeLabel(splits)) }, { size: 50 }],
       series: [
         {},
         ...series.map((s, i) => ({
