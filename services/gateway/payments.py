@@ -351,7 +351,9 @@ class Payments:
                 reason=refund.reason,
             )
         except WeChatPayError as exc:
-            if exc.retryable:
+            # A 2xx answer that cannot be verified or read means WeChat took the refund: its outcome is
+            # unknown, like a lost answer, so it stays requested (closing it would let a retry refund twice).
+            if exc.retryable or 200 <= exc.status < 300:
                 log.warning(
                     "refund request failed; will retry", code=exc.code, out_refund_no=refund.out_refund_no
                 )

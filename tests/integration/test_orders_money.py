@@ -565,3 +565,41 @@ async def test_a_key_used_again_after_rebinding_to_another_student_never_replays
         assert status == 201 and own["out_trade_no"] != first["out_trade_no"], own
         doc = await document(system, second_student)
         assert [o["out_trade_no"] for o in doc["orders"]] == [own["out_trade_no"]]
+
+
+async def test_a_refund_accepted_by_wechat_whose_answer_cannot_be_verified_is_not_closed_nor_made_twice(env):
+    """WeChat took the refund (2xx) but its answer could not be verified (a platform key rotating, a
+    proxy mangling it): the outcome is unknown, so the refund stays requested and is asked again under
+    its own number. Closed, its success notification was ignored as a duplicate and a retry refunded the
+    same part twice."""
+    from services.gateway.console.operators import Role
+    from tests.support.console import operator
+
+    async with running_system(env) as system:
+        student = await system.paid_student("o-unverified")
+        application_id = (await student.status())["application_id"]
+        support = await operator(system, "pay2@example.com", Role.SUPPORT, ["10487"])
+        path = f"/console/api/v1/applications/{application_id}/refund"
+        status, _ = await system.sandbox_call("POST", "faults", {"bad_response_signatures": 1})
+        assert status == 200
+        status, first = await support.request("POST", path, json={"reason": "退加急费", "amount_fen": 1000})
+        assert status == 200, first
+        assert first["refund"]["status"] == "requested" and first["refund"]["out_refund_no"].endswith("-R1")
+        # Reconciliation asks again under R1: WeChat answers the refund it already has.
+        await reconcile_once(
+            system.gateway.database,
+            system.gateway.app[APPLICATIONS],
+            system.gateway.app[PAY],
+            older_than=timedelta(0),
+        )
+
+        async def settled() -> Any:
+            doc = await document(system, student)
+            refunds = ledger_of(doc).current.refunds
+            return refunds if refunds and refunds[0].status.value == "success" else None
+
+        refunds = await wait_until(settled)
+        assert [(r.out_refund_no.rsplit("-", 1)[1], r.amount_fen) for r in refunds] == [("R1", 1000)]
+        _, sandbox_refunds = await system.sandbox_call("GET", "refunds")
+        assert [r["amount"]["refund"] for r in sandbox_refunds["refunds"]] == [1000]
+        assert (await student.status())["state"] == "paid"
