@@ -81,11 +81,15 @@ export function reviewPage(root, ctx) {
       ].map(([key, what]) => [h("dt", h("kbd", key)), h("dd", what)]),
     ),
   );
+  // The decisions: disabled while no case is shown (the keys are no-ops then too).
+  const decisions = [
+    h("button.approve", { type: "button", disabled: true, on: { click: () => approve() } }, "通过 (A)"),
+    h("button.reject", { type: "button", disabled: true, on: { click: () => openReject() } }, "不通过 (R)"),
+    h("button.skip", { type: "button", disabled: true, on: { click: () => skip() } }, "跳过 (S)"),
+  ];
   const buttons = h(
     "div.actions",
-    h("button.approve", { type: "button", on: { click: () => approve() } }, "通过 (A)"),
-    h("button.reject", { type: "button", on: { click: () => openReject() } }, "不通过 (R)"),
-    h("button", { type: "button", on: { click: () => skip() } }, "跳过 (S)"),
+    ...decisions,
     h("button", { type: "button", on: { click: () => toggleHelp() } }, "快捷键 (?)"),
   );
   append(
@@ -194,6 +198,7 @@ export function reviewPage(root, ctx) {
     if (!state.alive) return false;
     const item = data.case;
     state.current = item;
+    for (const button of decisions) button.disabled = !item;
     if (!item) {
       delete root.dataset.caseId;
       replace(caseBox, h("p.empty", "暂无待审核的照片，每 10 秒自动刷新（或按 N）。"));
