@@ -54,7 +54,8 @@ deps-run:
 deps-test:
 	@bash deploy/local/system-deps.sh test
 
-run: deps-run $(STAMP) $(NODE_STAMP)
+# No Node.js step: the mini-program has no runtime npm dependency; its npm packages are the tests' tools.
+run: deps-run $(STAMP)
 	$(BIN)/python deploy/local/run.py
 
 test: deps-test lint typecheck pytest
