@@ -137,6 +137,18 @@ class Anomalies:
             upsert=True,
         )
 
+    async def of_transaction(self, kind: str, transaction: Transaction, *, via: str, **extra: Any) -> None:
+        """An anomaly about a payment: one record per transaction, with its amount and where it came from."""
+        await self.record(
+            kind,
+            transaction.out_trade_no,
+            key=f"{transaction.out_trade_no}:{transaction.transaction_id}",
+            source=via,
+            total_fen=transaction.total_fen,
+            transaction_id=transaction.transaction_id,
+            **extra,
+        )
+
 
 class Payments:
     def __init__(self, database: Database, applications: Applications, pay: WeChatPayClient) -> None:
@@ -281,14 +293,7 @@ class Payments:
         found = await find_application_of(self.database, transaction.out_trade_no)
         if found is None:
             if transaction.paid:
-                await self.anomalies.record(
-                    "unknown_order",
-                    transaction.out_trade_no,
-                    key=f"{transaction.out_trade_no}:{transaction.transaction_id}",
-                    source=via,
-                    total_fen=transaction.total_fen,
-                    transaction_id=transaction.transaction_id,
-                )
+                await self.anomalies.of_transaction("unknown_order", transaction, via=via)
             return "unknown_order"
         decisions: list[Any] = []
 
@@ -311,25 +316,19 @@ class Payments:
         decision = decisions[-1]
         common = {"application_id": found["_id"], "school_code": found.get("school_code")}
         if decision.outcome is PaymentOutcome.AMOUNT_MISMATCH:
-            await self.anomalies.record(
+            await self.anomalies.of_transaction(
                 "amount_mismatch",
-                transaction.out_trade_no,
-                key=f"{transaction.out_trade_no}:{transaction.transaction_id}",
-                source=via,
-                total_fen=transaction.total_fen,
+                transaction,
+                via=via,
                 expected_fen=decision.order.amount_fen if decision.order else None,
-                transaction_id=transaction.transaction_id,
                 **common,
             )
         if decision.outcome is PaymentOutcome.STALE and decision.refund is not None:
             assert decision.order is not None
-            await self.anomalies.record(
+            await self.anomalies.of_transaction(
                 "stale_order_paid",
-                transaction.out_trade_no,
-                key=f"{transaction.out_trade_no}:{transaction.transaction_id}",
-                source=via,
-                total_fen=transaction.total_fen,
-                transaction_id=transaction.transaction_id,
+                transaction,
+                via=via,
                 out_refund_no=decision.refund.out_refund_no,
                 **common,
             )
