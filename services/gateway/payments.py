@@ -262,7 +262,15 @@ class Payments:
         except WeChatPayError as exc:
             if exc.code == "ORDERPAID":
                 # Paid meanwhile: apply it (the next plan then says already paid, or refunds it).
-                transaction = await self.pay.query_order(out_trade_no)
+                try:
+                    transaction = await self.pay.query_order(out_trade_no)
+                except WeChatPayError as query_exc:
+                    # Paid, but WeChat can't tell us the transaction now: no new order; reconciliation
+                    # applies the payment on its next pass.
+                    log.warning(
+                        "paid order could not be queried", code=query_exc.code, status=query_exc.status
+                    )
+                    raise DomainError("order_failed") from query_exc
                 await self.apply_transaction(transaction, via="reconciliation")
                 return
             if exc.code not in ("ORDER_NOT_EXIST", "ORDER_CLOSED"):

@@ -6,7 +6,6 @@ is 403, and no answer they get carries payment data.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +15,13 @@ from services.gateway.console.operators import Operators, Role
 from services.gateway.schools import Schools, demo_school
 from shared.events import utcnow
 from tests.integration.test_console_web import sign_in
-from tests.support.browser import chromium
+from tests.support.browser import chromium, screenshot_dir
 from tests.support.console import PASSWORD, OperatorClient, in_review_case, operator
 from tests.support.system import ROSTER_ROW, running_system
 
 pytestmark = pytest.mark.slow
 expect.set_options(timeout=20_000)
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "console"
+DOCS = screenshot_dir("console")
 API = "/console/api/v1"
 SCHOOL, OTHER = demo_school().school_code, "10001"
 ROSTER = [

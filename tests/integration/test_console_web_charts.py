@@ -7,7 +7,6 @@ updates the charts in place (the page does not reflow). Writes docs/console/dash
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import aio_pika
 import pytest
@@ -15,13 +14,13 @@ from playwright.async_api import expect
 
 from services.gateway.console.operators import Role
 from tests.integration.test_console_web import ROSTER, SCHOOL, sign_in, waiting_case
-from tests.support.browser import chromium
+from tests.support.browser import chromium, screenshot_dir
 from tests.support.console import operator
 from tests.support.system import running_system
 
 pytestmark = pytest.mark.slow
 expect.set_options(timeout=20_000)
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "console"
+DOCS = screenshot_dir("console")
 
 # Pixels of a canvas that are drawn on (not transparent): a chart with lines or bars has many.
 DRAWN_PIXELS = """canvas => {

@@ -16,13 +16,13 @@ from services.gateway.console.operators import Operators, Role
 from tests.integration.test_console_delivery import SCHOOL, approved, row
 from tests.integration.test_console_web import sign_in
 from tests.integration.test_orders_money import confirmed, left_open_earlier_order, order, wait_until
-from tests.support.browser import chromium
+from tests.support.browser import chromium, screenshot_dir
 from tests.support.console import PASSWORD, operator
 from tests.support.system import ROSTER_ROW, SECOND_ROW, running_system
 
 pytestmark = pytest.mark.slow
 expect.set_options(timeout=20_000)
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "console"
+DOCS = screenshot_dir("console")
 
 
 async def test_payments_page_refunds_a_stale_order_once(env):

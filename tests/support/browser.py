@@ -39,3 +39,17 @@ def jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (480, 640)) -> by
     out = io.BytesIO()
     Image.new("RGB", size, colour).save(out, format="JPEG", quality=85)
     return out.getvalue()
+
+
+def screenshot_dir(name: str) -> Path:
+    """Where a browser test saves its screenshot: docs/<name>/ when UPDATE_SCREENSHOTS=1 (to refresh the
+    pictures the docs show), else a scratch folder, so a test run never dirties the work tree."""
+    import os
+    import tempfile
+
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        target = Path(__file__).resolve().parents[2] / "docs" / name
+    else:
+        target = Path(tempfile.mkdtemp(prefix=f"screenshots-{name}-"))
+    target.mkdir(parents=True, exist_ok=True)
+    return target

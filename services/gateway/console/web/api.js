@@ -68,4 +68,11 @@ export function query(params) {
 }
 
 /** A path segment from data (application ids, school codes, consumers): always encoded. */
+/** A fresh Idempotency-Key (128 random bits, hex): one per operator intent, reused on retry. */
+export function newKey() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 export const seg = (value) => encodeURIComponent(String(value));

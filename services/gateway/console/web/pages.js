@@ -1,7 +1,7 @@
 // The console's other pages: dashboard, exceptions, students, schools, delivery, dead letters, audit.
 // Each page is page(root, ctx) -> {onKey?, destroy?}; all data is rendered as text (dom.js).
 
-import { ApiError, BASE, get, post, put, query, seg } from "./api.js";
+import { ApiError, BASE, get, newKey, post, put, query, seg } from "./api.js";
 import { barList, colour, timeChart } from "./charts.js";
 import { download } from "./downloads.js";
 import { append, clear, field, fmtFen, fmtTime, h, jsonBlock, replace, table } from "./dom.js";
@@ -411,6 +411,8 @@ export function studentsPage(root, ctx) {
       const reason = h("input", { type: "text", maxlength: "80", placeholder: "退款原因（付款人可见）" });
       const amount = h("input", { type: "number", min: "1", step: "1", placeholder: "金额（分，可空=全额）" });
       const refund = h("button", { type: "button" }, "退款");
+      // One Idempotency-Key per refund intent (reason and amount): a retried request refunds once.
+      let refundIntent = null;
       refund.addEventListener("click", () => {
         if (reason.value.trim().length < 2) {
           flash(box, "请填写退款原因", "warn");
@@ -419,7 +421,10 @@ export function studentsPage(root, ctx) {
         if (!window.confirm("确定退款？")) return;
         const body = { reason: reason.value.trim() };
         if (amount.value) body.amount_fen = Number(amount.value);
-        act(refund, box, () => post(`/applications/${seg(applicationId)}/refund`, body), (r) => `退款已提交：${r.refund.status || ""}`);
+        const intent = JSON.stringify(body);
+        if (!refundIntent || refundIntent.intent !== intent) refundIntent = { intent, key: newKey() };
+        const headers = { "Idempotency-Key": refundIntent.key };
+        act(refund, box, () => post(`/applications/${seg(applicationId)}/refund`, body, headers), (r) => `退款已提交：${r.refund.status || ""}`);
       });
       append(actions, unbind, h("span.sep"), reason, amount, refund);
     }

@@ -3,7 +3,7 @@
 // Idempotency-Key made once per anomaly shown, and its button is disabled while it runs: a double click
 // refunds once (the server also answers a repeat with the refund already asked for).
 
-import { ApiError, get, post, query, seg } from "./api.js";
+import { ApiError, get, newKey, post, query, seg } from "./api.js";
 import { download } from "./downloads.js";
 import { field, fmtFen, fmtTime, h, replace, table } from "./dom.js";
 
@@ -25,12 +25,6 @@ const errorText = (err) => (err instanceof ApiError ? `${err.message}（${err.co
 function flash(box, text, kind = "info") {
   box.className = `status ${kind}`;
   box.textContent = text;
-}
-
-function newKey() {
-  const bytes = new Uint8Array(16);
-  crypto.getRandomValues(bytes);
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 function isoDay(date) {
