@@ -257,6 +257,9 @@ class PhotoConfirmed(EventData):
 # --- matching and review -----------------------------------------------------------------------------
 
 
+# What a scored photo carries for the reviewer without being refused (services/matching/reuse.py).
+MatchFlag = Literal["admission_photo_similar"]
+
 # Why no score could be computed: `<which photo>_<problem>`. Stable codes; texts in services/matching.
 MatchReason = Literal[
     "photo_missing",
@@ -271,6 +274,8 @@ MatchReason = Literal[
     "admission_photo_no_face",
     "admission_photo_multiple_faces",
     "admission_photo_face_too_small",
+    # The student submitted the admission photo again (services/matching/reuse.py): refused, not scored.
+    "admission_photo_reused",
 ]
 
 
@@ -296,6 +301,9 @@ class MatchScored(EventData):
     # Where the score sits against the pass mark (docs/matching.md, "Score bands"): "borderline" within
     # the calibrated width either side of it; None when no score was computed (or before 16.5).
     band: Literal["clear_pass", "borderline", "clear_fail"] | None = None
+    # For the reviewer (15.5): `admission_photo_similar`: the face is near-identical to the admission
+    # photo's but the pixels differ (the same photo re-edited, or shots seconds apart): not refused.
+    flags: list[MatchFlag] = Field(default_factory=list, max_length=4)
 
 
 class ReviewDecided(EventData):

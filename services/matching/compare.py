@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from services.matching.config import MatchingSettings
 from services.matching.engines import DetectedFace, Embedding, Eyes, FaceEngine
 from services.matching.photos import PhotoProblem, Problem, RGBImage, decode_photo
+from services.matching.reuse import FacePrint, ReuseEvidence, face_print, judge
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,8 @@ class PhotoReading:
     # How the face was found: "detected" (a scan of the whole photo), "carried" (imaging's eyes,
     # checked by a small crop), "stored" (the admission photo's descriptor read back), None (no face).
     located: str | None = None
+    # The aligned face's perceptual hash and thumbnail, for the admission-photo reuse check (reuse.py).
+    face_print: FacePrint | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -59,18 +62,27 @@ class Comparison:
     score: float | None = None
     raw: float | None = None
     ms: float = 0.0
+    # The admission-photo reuse check (reuse.py): `reused` refuses, `similar` flags for the reviewer.
+    reuse: ReuseEvidence | None = None
 
     @property
     def passed(self) -> bool:
-        return self.score is not None and self.score >= self.pass_mark
+        return self.score is not None and self.score >= self.pass_mark and not self.reused
+
+    @property
+    def reused(self) -> bool:
+        return self.reuse is not None and self.reuse.verdict == "reused"
 
     @property
     def reason(self) -> str | None:
-        """`admission_photo_<problem>` or `photo_<problem>`, or None when a score was computed."""
+        """`admission_photo_<problem>`, `photo_<problem>` or `admission_photo_reused` (the student
+        submitted the admission photo again), or None when a score was computed."""
         if self.admission_photo.problem is not None:
             return f"admission_photo_{self.admission_photo.problem}"
         if self.photo.problem is not None:
             return f"photo_{self.photo.problem}"
+        if self.reused:
+            return "admission_photo_reused"
         return None
 
     @property
@@ -166,6 +178,7 @@ def read_photo(
     started = time.perf_counter()
     reading.embedding = engine.embed(chip)
     reading.timings_ms["embed"] = _ms(started)
+    reading.face_print = face_print(chip)
     return reading
 
 
@@ -178,11 +191,14 @@ def compare_photos(
     rules: FaceRules,
     photo_eyes: Eyes | None = None,
     admission: PhotoReading | None = None,
+    check_reuse: bool = False,
 ) -> Comparison:
     """Compare the student's photo with the admission photo; `None` bytes stand for a missing blob.
 
     `admission`: the admission photo's reading when it is already known (its stored descriptor); the
     bytes are then not read. `photo_eyes`: imaging's eyes on the student's standardised photo.
+    `check_reuse`: refuse the admission photo submitted again (reuse.py; the worker's comparisons).
+    A comparison of two arbitrary photos (the CLI, calibration, benchmarks) leaves it off.
     """
     started = time.perf_counter()
     with engine.lock:
@@ -198,9 +214,15 @@ def compare_photos(
             else PhotoReading(problem="missing")
         )
         score = raw = None
+        reuse = None
         if admission.embedding is not None and student.embedding is not None:
             raw = engine.compare(student.embedding, admission.embedding)
             score = engine.scale.score(raw)
+            # Before the verdict: the admission photo again is refused whatever its score.
+            if check_reuse:
+                reuse = judge(student.face_print, admission.face_print, score)
+            if reuse is not None and reuse.verdict == "reused":
+                score = None
     return Comparison(
         engine=engine.name,
         model=engine.model,
@@ -210,4 +232,5 @@ def compare_photos(
         score=score,
         raw=None if raw is None else round(raw, 6),
         ms=_ms(started),
+        reuse=reuse,
     )

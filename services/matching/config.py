@@ -50,6 +50,9 @@ class MatchingSettings(Settings):
     # Seed step 11: after this many compliant photos of one student fail, the case goes to the
     # registrar exception queue.
     matching_registrar_after_failures: int = Field(default=3, ge=1, le=100)
+    # Seed: 不使用与录取相同的照片. The admission photo submitted again is refused, a near copy flagged
+    # for the reviewer (services/matching/reuse.py, docs/matching.md "Admission-photo reuse").
+    matching_reuse_check: bool = True
 
     # The keyring for admission-photo descriptors at rest (biometric data): "id:base64,..." of 32-byte keys,
     # the first the current one (shared/keyring.py). Unset outside production: a development key; unset

@@ -9,7 +9,9 @@ admission photo once and stores what it yielded in `admission_descriptors` (`_id
 - `model`: the engine's model with its weights hash: a model change makes every stored reading stale;
 - `reading`: AES-256-GCM under `MATCHING_DATA_KEYS` (shared/keyring.py; the descriptor is biometric
   data), bound to the student, the blob and the model, holding the descriptor (float32, base64), the
-  face count and width, or the problem code when the photo has no usable face.
+  face print of the reuse check (services/matching/reuse.py: 64-bit hash, 16 × 16 thumbnail of the
+  inner face), the face count and width, or the problem code when the photo has no usable face. A
+  reading stored before the face print existed is read again by the worker (handlers.py).
 
 Deleted with the student by the roster purge, retention and erasure (services/gateway/retention.py,
 erasure.py: the `admission_descriptors` document of each purged student). A document that does not
@@ -27,6 +29,7 @@ from pymongo.errors import PyMongoError
 
 from services.matching.compare import PhotoReading
 from services.matching.config import MatchingSettings
+from services.matching.reuse import THUMB, FacePrint
 from shared.db import Database
 from shared.events import utcnow
 from shared.keyring import FieldCipher, UndecryptableToken
@@ -65,6 +68,12 @@ def seal(cipher: FieldCipher, student_id: str, blob_id: str, model: str, reading
         "embedding": None
         if reading.embedding is None
         else base64.b64encode(np.asarray(reading.embedding, dtype="<f4").tobytes()).decode(),
+        "face_print": None
+        if reading.face_print is None
+        else {
+            "phash": format(reading.face_print.phash, "016x"),
+            "thumb": base64.b64encode(reading.face_print.thumb.tobytes()).decode(),
+        },
     }
     return cipher.encrypt(
         json.dumps(body, separators=(",", ":")), context=_context(student_id, blob_id, model)
@@ -79,12 +88,18 @@ def unseal(cipher: FieldCipher, student_id: str, blob_id: str, model: str, token
         embedding = np.frombuffer(base64.b64decode(body["embedding"], validate=True), dtype="<f4").astype(
             np.float32
         )
+    printed = body.get("face_print")
+    face_print = None
+    if printed is not None:
+        thumb = np.frombuffer(base64.b64decode(printed["thumb"], validate=True), dtype=np.uint8)
+        face_print = FacePrint(phash=int(printed["phash"], 16), thumb=thumb.reshape(THUMB, THUMB, 3).copy())
     reading = PhotoReading(
         faces_found=body.get("faces_found"),
         face_width_px=body.get("face_width_px"),
         problem=body.get("problem"),
         embedding=embedding,
         located="stored",
+        face_print=face_print,
     )
     if (reading.problem is None) == (embedding is None):
         raise ValueError("a stored reading has either a descriptor or a problem")

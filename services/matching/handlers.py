@@ -93,6 +93,7 @@ class MatchingHandlers:
                 faces=stored["faces_found"],
                 failed_compliant_photos=stored["failed_compliant_photos"],
                 needs_registrar=stored["needs_registrar"],
+                reuse=(stored.get("reuse") or {}).get("verdict"),
                 ms=stored["ms"],
             )
         return [outcome.result(_result(stored), envelope)]
@@ -110,12 +111,15 @@ class MatchingHandlers:
             rules=self._rules,
             photo_eyes=eyes,
             admission=admission,
+            check_reuse=self._settings.matching_reuse_check,
         )
 
     async def admission_reading(self, student_id: str, blob_id: str) -> PhotoReading:
         """The admission photo's stored reading, or read now (once) and stored for the next comparison."""
         stored = await self._descriptors.get(student_id, blob_id, self._engine.model)
-        if stored is not None:
+        # A reading stored before the reuse check has no face print: read the photo again (once).
+        stale = stored is not None and stored.embedding is not None and stored.face_print is None
+        if stored is not None and not (stale and self._settings.matching_reuse_check):
             return stored
         try:
             data = await self._blobs.get(blob_id)
@@ -150,8 +154,11 @@ class MatchingHandlers:
             }
         )
         failed = failed_before + (1 if scored and not result.passed else 0)
+        # A bad admission photo is not the student's to fix; the admission photo submitted again is.
         needs_registrar = failed >= self._settings.matching_registrar_after_failures or (
-            reason is not None and reason.startswith("admission_photo_")
+            reason is not None
+            and reason.startswith("admission_photo_")
+            and reason != "admission_photo_reused"
         )
         if scored:
             assert result.score is not None
@@ -189,6 +196,11 @@ class MatchingHandlers:
             "failed_compliant_photos": failed,
             "needs_registrar": needs_registrar,
             "registrar_limit": self._settings.matching_registrar_after_failures,
+            # The admission-photo reuse check's evidence (hash distance, structure, gain, score; no pixels).
+            "reuse": result.reuse.as_dict() if result.reuse is not None else None,
+            "flags": ["admission_photo_similar"]
+            if result.reuse is not None and result.reuse.verdict == "similar"
+            else [],
         }
 
 
@@ -213,6 +225,7 @@ def _result(stored: Document) -> MatchScored:
         failed_compliant_photos=stored["failed_compliant_photos"],
         needs_registrar=stored["needs_registrar"],
         band=stored.get("band"),
+        flags=stored.get("flags", []),
     )
 
 

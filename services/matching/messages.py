@@ -10,6 +10,8 @@ REASON_MESSAGES: dict[str, str] = {
     "photo_no_face": "照片中未检测到人脸，请换一张正面免冠、五官清晰的照片。",
     "photo_multiple_faces": "照片中检测到多张人脸，请换一张只有本人的照片。",
     "photo_face_too_small": "照片中的人脸过小，请换一张人脸清晰、占比合适的照片。",
+    # The admission photo submitted again (seed: 不使用与录取相同的照片): the student's to fix.
+    "admission_photo_reused": "提交的照片与录取照片相同，请重新拍摄本人近期照片。",
     # The admission photo cannot be replaced by the student (seed step 10): these go to the registrar.
     "admission_photo_missing": "未找到你的录取照片，已转学校学籍部门人工核验，请留意通知或联系客服。",
     "admission_photo_unreadable": "录取照片无法读取，已转学校学籍部门人工核验，请留意通知或联系客服。",

@@ -36,10 +36,14 @@ def standardised() -> tuple[bytes, list[list[float]]]:
     return report.jpeg, report.geometry["eyes_px"]
 
 
+# The photos below are the admission photo re-encoded or re-lit, which the reuse check refuses or flags
+# (tests/integration/test_matching_worker_reuse.py): off here, where the stored descriptor is the subject.
+
+
 async def test_the_admission_descriptor_is_stored_encrypted_once_and_reused(env, amqp_url):
     people = faces.people()
     results = ResultQueue(amqp_url)
-    async with matching_worker(env) as worker:
+    async with matching_worker(env, matching_reuse_check=False) as worker:
         admission = await put_photo(worker, faces.jpeg(people["group2"]), "admission.jpg")
         first_photo = await put_photo(worker, faces.variants(people["group2"])["resized to 70 %"], "p1.jpg")
         await worker.bus.publish(confirmed("photo-1", "student-1", first_photo, admission))
@@ -67,7 +71,7 @@ async def test_the_admission_descriptor_is_stored_encrypted_once_and_reused(env,
 async def test_a_new_admission_photo_a_new_model_or_a_damaged_record_is_read_again(env, amqp_url):
     people = faces.people()
     results = ResultQueue(amqp_url)
-    async with matching_worker(env) as worker:
+    async with matching_worker(env, matching_reuse_check=False) as worker:
         store = worker.database.db[COLLECTION]
         old = await put_photo(worker, faces.jpeg(people["astronaut"]), "old.jpg")
         photo = await put_photo(worker, faces.variants(people["group0"])["brightened 35 %"], "p.jpg")
@@ -115,7 +119,7 @@ async def test_a_new_admission_photo_a_new_model_or_a_damaged_record_is_read_aga
 
 async def test_a_bad_admission_photo_is_remembered_as_such(env, amqp_url):
     results = ResultQueue(amqp_url)
-    async with matching_worker(env) as worker:
+    async with matching_worker(env, matching_reuse_check=False) as worker:
         admission = await put_photo(worker, faces.jpeg(faces.no_face()), "admission.jpg")
         photo = await put_photo(worker, faces.jpeg(faces.people()["group1"]), "p.jpg")
         for n in (1, 2):
@@ -136,7 +140,7 @@ async def _carried(worker: Any, eyes: Any, name: str) -> str:
 async def test_the_standardised_photo_is_aligned_from_the_eyes_imaging_stored(env, amqp_url):
     _, eyes = standardised()
     results = ResultQueue(amqp_url)
-    async with matching_worker(env) as worker:
+    async with matching_worker(env, matching_reuse_check=False) as worker:
         admission = await put_photo(worker, admission_photo(), "admission.jpg")
         carried = await _carried(worker, eyes, "carried.jpg")
         await worker.bus.publish(confirmed("photo-eyes", "student-5", carried, admission))

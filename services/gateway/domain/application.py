@@ -110,6 +110,8 @@ class Match(Part):
     photo_id: str | None = None
     # clear_pass / borderline / clear_fail (match.scored.v1, docs/matching.md): shown to the reviewer.
     band: str | None = None
+    # match.scored.v1 `flags` (e.g. admission_photo_similar, docs/matching.md): shown to the reviewer.
+    flags: list[str] = []
 
 
 class Failure(Part):

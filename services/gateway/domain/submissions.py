@@ -86,7 +86,14 @@ def apply_match(application: Application, result: MatchScored, now: datetime) ->
     if application.state is not State.SUBMITTED:
         return NO_CHANGE  # already applied, or the application moved on
     state = transition(application.state, action)
-    match = Match(score=result.score, passed=result.passed, photo_id=result.photo_id, band=result.band)
+    match = Match(
+        score=result.score,
+        passed=result.passed,
+        photo_id=result.photo_id,
+        band=result.band,
+        # Stored only when matching flagged something (e.g. admission_photo_similar), for the reviewer.
+        **({"flags": list(result.flags)} if result.flags else {}),
+    )
     if action is Action.MATCH_PASSED:
         return application.change(state=state, match=match)
     # The matching service's own sentence when it has one (e.g. no face found in the photo).

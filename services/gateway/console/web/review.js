@@ -128,6 +128,11 @@ export function reviewPage(root, ctx) {
     clear_fail: "明显低于及格线",
   };
 
+  // match.scored.v1 `flags` (docs/matching.md): what matching could not be sure of, for the reviewer.
+  const MATCH_FLAG_LABELS = {
+    admission_photo_similar: "与录取照片人脸几乎相同但像素不同（可能是录取照片修改后重新提交），请核对是否为本人近期照片",
+  };
+
   function render(item, images) {
     const match = item.match || {};
     const photo = item.submitted_photo;
@@ -160,6 +165,13 @@ export function reviewPage(root, ctx) {
             h("strong", score),
             band ? h("span.band", band) : null,
           ),
+          (match.flags || []).length
+            ? h(
+                "p.flags.match-flags",
+                { dataset: { flags: match.flags.join(" ") } },
+                `需人工核对：${match.flags.map((f) => MATCH_FLAG_LABELS[f] || f).join("、")}`,
+              )
+            : null,
           h("h4", "质量检测"),
           // Advisory failures (imaging's `advisory`: a residue, a recapture, a smile) did not refuse the
           // photo: they are why it is here to be looked at. Shown first, marked 「需人工核对」.
