@@ -14,6 +14,7 @@ Named to sort after test_matching_worker.py, whose first test reads the process-
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -22,11 +23,16 @@ from deploy.local import faces as demo
 from services.gateway.applications import State
 from services.gateway.domain import submissions
 from services.gateway.domain.application import Application
+from services.matching.compare import FaceRules, read_photo
+from services.matching.config import MatchingSettings
+from services.matching.descriptors import DescriptorStore, cipher_from_settings
+from services.matching.engines import engine_for
 from services.matching.messages import REASON_MESSAGES
 from shared.events import MatchScored
 from tests.integration.test_matching_worker import ResultQueue, confirmed, matching_worker, put_photo
 from tests.support import matching_faces as faces
 from tests.support import reuse_sets
+from tests.support.system import settings_from
 
 pytestmark = pytest.mark.slow
 
@@ -97,3 +103,32 @@ async def test_the_admission_photo_again_is_refused_and_a_near_copy_is_flagged(e
     assert change.set["state"] == "match_failed"
     assert change.set["last_failure"]["code"] == "admission_photo_reused"
     assert "录取照片相同" in change.set["last_failure"]["message"]
+
+
+async def test_an_admission_descriptor_stored_before_the_check_is_read_again(env, amqp_url):
+    admission_bytes = demo.admission_photo()
+    placed = reuse_sets.standardised(admission_bytes)
+    assert placed is not None
+    results = ResultQueue(amqp_url)
+    async with matching_worker(env) as worker:
+        settings = settings_from(env, MatchingSettings, service_name="matching")
+        engine = engine_for(settings)
+        admission = await put_photo(worker, admission_bytes, "admission.jpg")
+        with engine.lock:
+            reading = read_photo(engine, admission_bytes, FaceRules.from_settings(settings))
+        store = DescriptorStore(worker.database, cipher_from_settings(settings))
+        # As a worker before 15.5 stored it: the descriptor without a face print.
+        await store.put("student-8", admission, engine.model, replace(reading, face_print=None))
+        old = await store.get("student-8", admission, engine.model)
+        assert old is not None and old.embedding is not None and old.face_print is None
+
+        blob = await worker.blobs.put(
+            placed[0], filename="again.jpg", content_type="image/jpeg", eyes_px=[list(e) for e in placed[1]]
+        )
+        await worker.bus.publish(confirmed("p-old", "student-8", blob, admission))
+        [event] = await results.take(1)
+        assert event.data["reason"] == "admission_photo_reused"
+        doc = await worker.database.db["matches"].find_one({"_id": "p-old"})
+        assert doc is not None and doc["located"]["admission_photo"] == "detected"
+        renewed = await store.get("student-8", admission, engine.model)
+        assert renewed is not None and renewed.face_print is not None

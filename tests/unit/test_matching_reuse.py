@@ -170,3 +170,26 @@ def test_a_flag_is_stored_with_the_match_for_the_reviewer():
     assert change.set["match"]["flags"] == ["admission_photo_similar"]
     with pytest.raises(ValueError):
         MatchScored.model_validate({**result.model_dump(), "flags": ["made_up"]})
+
+
+@pytest.mark.parametrize(
+    "printed",
+    [
+        {"phash": "not-hex", "thumb": ""},
+        {"phash": "00", "thumb": "AAAA"},  # a thumbnail of the wrong size
+        {"phash": "00", "thumb": "!!"},  # not base64
+        {"thumb": "AAAA"},  # no hash
+        "a string",
+    ],
+)
+def test_a_stored_face_print_that_is_not_one_is_refused(printed):
+    import json
+
+    cipher = FieldCipher.from_config(DEVELOPMENT_KEYS, variable="MATCHING_DATA_KEYS")
+    embedding = seal(cipher, "s1", "b1", "m", PhotoReading(faces_found=1, embedding=np.ones(128, np.float32)))
+    body = json.loads(cipher.decrypt(embedding, context="admission_descriptor|s1|b1|m"))
+    body["face_print"] = printed
+    token = cipher.encrypt(json.dumps(body), context="admission_descriptor|s1|b1|m")
+    # DescriptorStore.get treats these as absent and the photo is read again.
+    with pytest.raises((ValueError, KeyError, TypeError)):
+        unseal(cipher, "s1", "b1", "m", token)
