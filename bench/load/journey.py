@@ -201,6 +201,8 @@ class Student:
             retry_after = 1.0
             if status == 429 and isinstance(body, dict) and body.get("code") == "rate_limited":
                 retry_after = float(body.get("details", {}).get("retry_after_s", 1.0))
+            elif status == 409 and isinstance(body, dict) and body.get("code") == "busy":
+                retry_after = 1.0  # the gateway could not settle it yet (an order still being placed): again
             elif status not in (0, 500, 502, 503, 504):
                 return status, body
             if time.monotonic() > deadline:

@@ -130,8 +130,11 @@ function createApi(options) {
       const code = res.body && res.body.code
       const transient =
         TRANSIENT_STATUS.includes(res.status) && code !== 'order_failed' && code !== 'wechat_unavailable'
+      // 409 busy: the gateway could not settle the request yet (an order still being placed, a write
+      // that kept racing); its message says to try again shortly, so a retry with the same key is right.
+      const busy = res.status === 409 && code === 'busy'
       const limited = res.status === 429 && code === 'rate_limited'
-      if ((transient || limited) && attempt < retries) {
+      if ((transient || busy || limited) && attempt < retries) {
         const after = limited ? Number((res.body.details || {}).retry_after_s || 1) * 1000 : 500 * 2 ** attempt
         await sleep(after)
         continue

@@ -89,6 +89,22 @@ describe('idempotency keys: one per user intent', () => {
   })
 })
 
+describe('busy', () => {
+  test('409 busy is tried again with the same Idempotency-Key, then answered', async () => {
+    let n = 0
+    const wx = fakeWx({
+      'POST /api/v1/orders': () =>
+        n++ === 0 ? [409, { code: 'busy', message: '请求过于集中，请稍后重试。' }] : [201, { order_id: 'o' }],
+    })
+    const api = createApi({ wx, baseUrl: 'https://gw.test', sleep: () => Promise.resolve() })
+    expect(await api.call('POST', '/api/v1/orders', { intent: 'order' })).toEqual({ order_id: 'o' })
+    const keys = wx.calls.filter(c => c.url.endsWith('/api/v1/orders')).map(c => c.header['Idempotency-Key'])
+    expect(keys).toHaveLength(2)
+    expect(keys[0]).toBeTruthy()
+    expect(keys[1]).toBe(keys[0])
+  })
+})
+
 describe('the long poll', () => {
   test('asks with ?wait=N until the scan is decided', async () => {
     let n = 0
