@@ -77,6 +77,8 @@ async def test_settings_form_refuses_invalid_values_and_saves_a_valid_one(env):
             await expect(diff).to_contain_text("4000")
             assert (await schools.find_one({"_id": SCHOOL}))["fee_fen"] == before["fee_fen"]
             await form.get_by_role("button", name="确认保存").click()
+            # The typed value is in the field already: wait for the server's answer, not for the field.
+            await expect(form.locator("p.status").first).to_contain_text("配置已保存")
             await expect(page.locator("section.settings input[name=fee_fen]")).to_have_value("4000")
             stored = await schools.find_one({"_id": SCHOOL})
             assert stored["fee_fen"] == 4000 and stored["pass_mark"] == 72.5

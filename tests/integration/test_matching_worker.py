@@ -7,6 +7,7 @@ nothing consumes match.scored.v1 here, so the results wait in the gateway's queu
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -106,6 +107,8 @@ async def test_a_confirmed_photo_is_scored_stored_once_and_republished_identical
     # The photo is the admission photo rotated, which the reuse check refuses (test_matching_worker_reuse.py):
     # off here, where scoring, storing and republishing are the subject.
     async with matching_worker(env, matching_reuse_check=False) as worker:
+        # The counters are process-wide: other tests in this process count too, so compare before/after.
+        passed_before = await _passed_count(worker.http_port)
         admission = await put_photo(worker, faces.jpeg(people["astronaut"]), "admission.jpg")
         photo = await put_photo(
             worker, faces.variants(people["astronaut"])["rotated -6 degrees"], "photo.jpg"
@@ -147,7 +150,7 @@ async def test_a_confirmed_photo_is_scored_stored_once_and_republished_identical
             http.get(f"http://127.0.0.1:{worker.http_port}/metrics") as resp,
         ):
             metrics = await resp.text()
-        assert 'matching_outcomes_total{engine="dlib",outcome="passed"} 1.0' in metrics
+        assert await _passed_count(worker.http_port) == passed_before + 1
         assert 'matching_stage_seconds_count{engine="dlib",stage="embed"}' in metrics
 
 
@@ -236,3 +239,14 @@ async def test_the_worker_process_is_ready_only_with_its_models_and_drains_on_si
         assert await worker.wait() == 0
     finally:
         await worker.stop()
+
+
+async def _passed_count(http_port: int) -> float:
+    """matching_outcomes_total{outcome="passed"} as the worker's /metrics reads now (0 before any)."""
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{http_port}/metrics") as resp,
+    ):
+        metrics = await resp.text()
+    found = re.search(r'^matching_outcomes_total\{engine="dlib",outcome="passed"\} (\S+)$', metrics, re.M)
+    return float(found.group(1)) if found else 0.0
