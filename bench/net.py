@@ -1,9 +1,11 @@
-"""What the benchmarks that start servers of their own share: a free local port, waiting for one to answer."""
+"""What the benchmarks that start servers of their own share: a free local port, waiting for one to answer,
+a throw-away RabbitMQ vhost."""
 
 from __future__ import annotations
 
 import asyncio
 import socket
+import subprocess
 import time
 
 import aiohttp
@@ -29,3 +31,14 @@ async def wait_http(url: str, timeout: float = 60.0) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{url} did not answer in {timeout:g} s")
             await asyncio.sleep(0.2)
+
+
+def add_vhost(name: str) -> str:
+    """A RabbitMQ vhost of the benchmark's own on the local node, open to guest; returns its name."""
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True)
+    subprocess.run(
+        ["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
+        check=True,
+        capture_output=True,
+    )
+    return name

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from pymongo import monitoring
 
+from bench.net import add_vhost
 from bench.results import write_section
 from services.codec.cipher import cipher_from_config
 from services.codec.config import CodecSettings
@@ -105,14 +106,7 @@ async def one_round(
 
 
 def vhost() -> str:
-    name = f"bench-bus-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", name], check=True, capture_output=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", name, "guest", ".*", ".*", ".*"],
-        check=True,
-        capture_output=True,
-    )
-    return name
+    return add_vhost(f"bench-bus-{uuid.uuid4().hex[:8]}")
 
 
 async def measure(n: int, host: str) -> dict[bool, tuple[Counter[str], float]]:

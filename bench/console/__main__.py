@@ -42,7 +42,7 @@ import aiohttp
 import numpy as np
 from PIL import Image
 
-from bench.net import free_port, wait_http
+from bench.net import add_vhost, free_port, wait_http
 from bench.results import write_section
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
 
@@ -259,12 +259,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-console-"))
     mongo_port, http_port = free_port(), free_port()
     vhost = f"bench-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run(
-        ["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-        check=True,
-        capture_output=True,
-    )
+    add_vhost(vhost)
     nx = subprocess.Popen(
         [
             str(Path(sys.executable).with_name("nx-27017")),
