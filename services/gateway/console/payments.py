@@ -9,7 +9,8 @@ already in flight), and an `Idempotency-Key` header replays the first answer.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any, Literal
 
@@ -217,6 +218,23 @@ async def _answered(keys: RequestKeys, claim: Any, body: dict[str, Any], status:
     return json_response(body, status=status)
 
 
+@asynccontextmanager
+async def _refusal_audited(
+    request: web.Request, who: Operator, keys: RequestKeys, claim: Any, action: str, target: dict[str, Any]
+) -> AsyncIterator[None]:
+    """A refund refused by the domain: the key's claim released (the same key may try again), the refusal
+    audited, the DomainError re-raised for the error middleware (http/statuses.py)."""
+    try:
+        yield
+    except DomainError as exc:
+        if claim is not None:
+            await keys.release(claim)
+        await request.app[CONSOLE].audit.record(
+            request, who, action, outcome="refused", error=exc.code, **target
+        )
+        raise
+
+
 # --- anomalies -----------------------------------------------------------------------------------
 
 
@@ -289,7 +307,7 @@ async def refund_anomaly(request: web.Request, *, who: Operator) -> web.Response
         "school_code": anomaly.get("school_code"),
         "out_trade_no": anomaly.get("out_trade_no"),
     }
-    try:
+    async with _refusal_audited(request, who, keys, claim, "payment.refund", target):
         if anomaly["kind"] not in ("stale_order_paid", "refund_abnormal", "refund_closed") or not anomaly.get(
             "application_id"
         ):
@@ -297,11 +315,6 @@ async def refund_anomaly(request: web.Request, *, who: Operator) -> web.Response
         _, refund, repeated = await _payments(request).retry_refund(
             anomaly["application_id"], anomaly["out_trade_no"], operator_id=who.operator_id
         )
-    except DomainError as exc:
-        if claim is not None:
-            await keys.release(claim)
-        await audit.record(request, who, "payment.refund", outcome="refused", error=exc.code, **target)
-        raise  # answered by the error middleware (http/statuses.py)
     await audit.record(
         request,
         who,
@@ -413,7 +426,7 @@ async def refund_order(request: web.Request, *, who: Operator, body: RefundReque
     keys, claim = replay
     audit = request.app[CONSOLE].audit
     target = {"application_id": application["_id"], "school_code": application.get("school_code")}
-    try:
+    async with _refusal_audited(request, who, keys, claim, "order.refund", target):
         written, out_trade_no, refund = await _payments(request).refund(
             application["_id"],
             reason=body.reason,
@@ -421,11 +434,6 @@ async def refund_order(request: web.Request, *, who: Operator, body: RefundReque
             amount_fen=body.amount_fen,
             out_trade_no=body.out_trade_no,
         )
-    except DomainError as exc:
-        if claim is not None:
-            await keys.release(claim)
-        await audit.record(request, who, "order.refund", outcome="refused", error=exc.code, **target)
-        raise  # answered by the error middleware (http/statuses.py)
     await audit.record(
         request,
         who,
