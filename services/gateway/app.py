@@ -88,7 +88,9 @@ def build_app(
     app[DATABASE] = runtime.database
     app[BLOBS] = runtime.blobs
     app[RELAY] = relay
-    app[WAITERS] = Waiters(recheck_s=settings.gateway_long_poll_recheck_s)
+    app[WAITERS] = Waiters(
+        recheck_s=settings.gateway_long_poll_recheck_s, codec_options=runtime.database.db.codec_options
+    )
     app[APPLICATIONS] = Applications(runtime.database, relay.wake, changed=app[WAITERS].changed)
     app[USERS] = Users(runtime.database)
     app[SESSIONS] = Sessions(runtime.database, timedelta(hours=settings.gateway_session_ttl_hours))

@@ -77,6 +77,7 @@ class GatewayHandlers:
             lambda app: codes.apply_scan_result(
                 app, payload, refusal=refusal, result_event_id=envelope.id, onsite=onsite, now=utcnow()
             ),
+            current=document,
         )
         return []
 
@@ -89,11 +90,9 @@ class GatewayHandlers:
         if refusal:
             return refusal, onsite
         openid = binding.can_bind(application.owner_openid)
-        reason = await self._users.bind(openid, student_id)
-        if reason:
-            return reason, onsite
-        await self._users.set_fields(
+        reason = await self._users.bind(
             openid,
+            student_id,
             student={
                 "masked_name": decoded.student.masked_name,
                 "student_number": decoded.student.student_number,
@@ -101,7 +100,7 @@ class GatewayHandlers:
                 "school_name": decoded.student.school_name,
             },
         )
-        return None, onsite
+        return reason, onsite
 
     async def _continue_existing(self, application: Application, decoded: CodeDecoded) -> bool:
         """A student who unbound and came back on another account continues their own application."""

@@ -95,7 +95,8 @@ def _ledger_change(book: OrderBook, state: str | None, events: Sequence[Envelope
 async def find_application_of(database: Database, out_trade_no: str) -> Document | None:
     """The application whose ledger holds the order (any order ever issued, not only the current one)."""
     collection = database.db["applications"]
-    projection = {"_id": 1, "school_code": 1}
+    # The whole document (but its outbox): the caller's write takes it as its first `current`.
+    projection = {"outbox": 0}
     found: Document | None = await collection.find_one(
         {"orders": {"$elemMatch": {"out_trade_no": out_trade_no}}}, projection
     )
@@ -163,12 +164,17 @@ class Payments:
         return Merchant(appid=appid, mchid=mchid)
 
     async def _write(
-        self, application_id: str, decide: Callable[[Document, OrderBook], Change]
+        self,
+        application_id: str,
+        decide: Callable[[Document, OrderBook], Change],
+        *,
+        current: Document | None = None,
     ) -> Document | None:
-        """One versioned write of a ledger decision; None when the decision changed nothing."""
+        """One versioned write of a ledger decision; None when the decision changed nothing. `current`: the
+        document as just read or written, to decide on first (store.Applications.mutate)."""
         try:
             return await self.applications.mutate(
-                application_id, lambda doc: decide(doc, OrderBook.from_document(doc))
+                application_id, lambda doc: decide(doc, OrderBook.from_document(doc)), current=current
             )
         except _Unchanged:
             return None
@@ -184,13 +190,18 @@ class Payments:
         description: str,
         expiry: timedelta,
         wait_s: float = WAIT_FOR_PLACING_S,
+        current: Document | None = None,
     ) -> tuple[Order, bool]:
         """The application's one open order: reused, or issued after closing the previous one at WeChat.
-        Returns (order, newly issued). DomainError: illegal_transition, order_failed, busy."""
+        Returns (order, newly issued). DomainError: illegal_transition, order_failed, busy. `current`: the
+        application as the caller read it (saves a read when it is still the latest)."""
         closed: set[str] = set()
         deadline = time.monotonic() + wait_s
         while True:
-            plan = await self._plan(application_id, openid, amount_fen, expiry, frozenset(closed))
+            plan, written = await self._plan(
+                application_id, openid, amount_fen, expiry, frozenset(closed), current
+            )
+            current = None
             if isinstance(plan, Reuse):
                 return plan.order, False
             if isinstance(plan, Wait):
@@ -201,14 +212,21 @@ class Payments:
                 await self._close_at_wechat(plan.order.out_trade_no)
                 closed.add(plan.order.out_trade_no)
             else:
-                placed = await self._issue(application_id, plan.order, openid, description)
+                placed = await self._issue(application_id, plan.order, openid, description, written)
                 if placed is not None:
                     return placed, True
 
     async def _plan(
-        self, application_id: str, openid: str, amount_fen: int, expiry: timedelta, closed: frozenset[str]
-    ) -> OrderPlan:
-        """Plan against the current document; an Issue is written at once (conditional on its version)."""
+        self,
+        application_id: str,
+        openid: str,
+        amount_fen: int,
+        expiry: timedelta,
+        closed: frozenset[str],
+        current: Document | None = None,
+    ) -> tuple[OrderPlan, Document | None]:
+        """Plan against the current document; an Issue is written at once (conditional on its version).
+        Returns the plan and the document as written (None when nothing was)."""
         now = utcnow()
         out_trade_no = new_out_trade_no(now)
         plans: list[OrderPlan] = []
@@ -229,11 +247,19 @@ class Payments:
                 return Change(set=plan.book.fields())
             raise _Unchanged
 
-        await self._write(application_id, decide)
-        return plans[-1]
+        written = await self._write(application_id, decide, current=current)
+        return plans[-1], written
 
-    async def _issue(self, application_id: str, order: Order, openid: str, description: str) -> Order | None:
-        """Ask WeChat for the order just written; None when it was replaced meanwhile (plan again)."""
+    async def _issue(
+        self,
+        application_id: str,
+        order: Order,
+        openid: str,
+        description: str,
+        planned: Document | None = None,
+    ) -> Order | None:
+        """Ask WeChat for the order just written (`planned`: the document as that write left it); None when
+        it was replaced meanwhile (plan again)."""
         try:
             prepay_id = await self.pay.create_jsapi_order(
                 order.out_trade_no, description, order.amount_fen, openid, time_expire=order.expires_at
@@ -241,13 +267,16 @@ class Payments:
         except WeChatPayError as exc:
             log.warning("jsapi order failed", code=exc.code, status=exc.status)
             await self._write(
-                application_id, lambda doc, book: Change(set=order_failed(book, order.out_trade_no).fields())
+                application_id,
+                lambda doc, book: Change(set=order_failed(book, order.out_trade_no).fields()),
+                current=planned,
             )
             raise DomainError("order_failed") from exc
         try:
             written = await self._write(
                 application_id,
                 lambda doc, book: Change(set=order_placed(book, order.out_trade_no, prepay_id).fields()),
+                current=planned,
             )
         except DomainError:
             return None  # replaced while WeChat answered (and so closed there): take the new one
@@ -320,7 +349,7 @@ class Payments:
                 raise _Unchanged
             return _ledger_change(decision.book, decision.state, decision.events)
 
-        await self._write(found["_id"], decide)
+        await self._write(found["_id"], decide, current=found)
         decision = decisions[-1]
         common = {"application_id": found["_id"], "school_code": found.get("school_code")}
         if decision.outcome is PaymentOutcome.AMOUNT_MISMATCH:
@@ -481,7 +510,7 @@ class Payments:
                 raise _Unchanged
             return _ledger_change(outcome.book, outcome.state)
 
-        await self._write(found["_id"], decide)
+        await self._write(found["_id"], decide, current=found)
         if result.status in (RefundStatus.ABNORMAL, RefundStatus.CLOSED):
             await self.anomalies.record(
                 f"refund_{result.status}",

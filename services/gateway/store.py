@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from pymongo import IndexModel
+from pymongo import IndexModel, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
 from services.gateway.domain.application import Application
@@ -40,6 +40,13 @@ INDEXES = {
     "students": [IndexModel([("school_code", 1), ("class_name", 1)])],
     "payment_notifications": [IndexModel([("received_at", 1)])],
 }
+
+
+def stamp() -> datetime:
+    """Now, to the millisecond: what the database keeps of a time, so the document as written (handed to
+    the long polls, waiters.py) and the document as read back name the same `updated_at`."""
+    now = utcnow()
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
 class ConcurrentUpdate(Exception):
@@ -76,25 +83,32 @@ class Applications:
         )
 
     async def create(self, document: Document, *events: Envelope) -> None:
-        now = utcnow()
-        await self.collection.insert_one(
-            with_outbox({"version": 1, "created_at": now, "updated_at": now, **document}, *events)
-        )
+        now = stamp()
+        created = {"version": 1, "created_at": now, "updated_at": now, **document}
+        await self.collection.insert_one(with_outbox(created, *events))
         if events:
             self._wake()
-        self._changed(document)
+        self._changed(created)
 
-    async def mutate(self, application_id: str, decide: Decide, *, attempts: int = 8) -> Document:
-        """Apply `decide(current)` atomically; returns the document as written. Retries on a lost race."""
+    async def mutate(
+        self, application_id: str, decide: Decide, *, attempts: int = 8, current: Document | None = None
+    ) -> Document:
+        """Apply `decide(current)` atomically; returns the document as written. Retries on a lost race.
+
+        `current`: the application as the caller has just read it (without its outbox), used for the first
+        attempt instead of reading it again. The write is guarded by its `version` whatever its age, so a
+        copy that went stale costs one refused write and a read, never a lost update.
+        """
+        given = current if current is not None and current.get("_id") == application_id else None
         for _ in range(attempts):
-            current = await self.get(application_id)
+            current, given = given or await self.get(application_id), None
             if current is None:
                 raise LookupError(application_id)
             result = decide(current)
             change = await result if isinstance(result, Awaitable) else result
             if not change:
                 return current  # nothing to write (a repeat, or a result for something superseded)
-            fields = {**change.set, "updated_at": utcnow()}
+            fields = {**change.set, "updated_at": stamp()}
             update: dict[str, Any] = {"$set": fields, "$inc": {"version": 1}}
             if change.unset:
                 update["$unset"] = {name: "" for name in change.unset}
@@ -111,10 +125,21 @@ class Applications:
                 return after
         raise ConcurrentUpdate(application_id)
 
-    async def apply(self, application_id: str, decision: Decision, *, attempts: int = 8) -> Application:
-        """`mutate` with a domain decision: read, parse the aggregate, decide, one guarded write."""
+    async def apply(
+        self,
+        application_id: str,
+        decision: Decision,
+        *,
+        attempts: int = 8,
+        current: Document | None = None,
+    ) -> Application:
+        """`mutate` with a domain decision: read (or take `current`), parse the aggregate, decide, one
+        guarded write."""
         written = await self.mutate(
-            application_id, lambda doc: decision(Application.from_doc(doc)), attempts=attempts
+            application_id,
+            lambda doc: decision(Application.from_doc(doc)),
+            attempts=attempts,
+            current=current,
         )
         return Application.from_doc(written)
 
@@ -176,22 +201,24 @@ class Users:
         return await self.users.find_one({"_id": openid})
 
     async def touch(self, openid: str) -> Document:
+        """Record a login (creating the account on its first); the account as written, in one command."""
         now = utcnow()
-        await self.users.update_one(
+        user: Document | None = await self.users.find_one_and_update(
             {"_id": openid},
             {"$setOnInsert": {"created_at": now}, "$set": {"last_login_at": now}},
             upsert=True,
+            return_document=ReturnDocument.AFTER,
         )
-        user = await self.get(openid)
         assert user is not None
         return user
 
     async def set_fields(self, openid: str, **fields: Any) -> None:
         await self.users.update_one({"_id": openid}, {"$set": fields})
 
-    async def bind(self, openid: str | None, student_id: str) -> str | None:
+    async def bind(self, openid: str | None, student_id: str, **fields: Any) -> str | None:
         """Bind the account to the student; returns None, or why not (a stable reason code). A missing
-        account is refused: a binding to nobody would lock the student out of every account."""
+        account is refused: a binding to nobody would lock the student out of every account. `fields`
+        are set on the account in the same write as the binding (the decoded student's summary)."""
         if not openid:
             raise DomainError("no_owner")
         user = await self.get(openid)
@@ -203,7 +230,7 @@ class Users:
             existing = await self.bindings.find_one({"_id": student_id})
             if existing is not None and existing["openid"] != openid:
                 return "student_bound_elsewhere"
-        await self.users.update_one({"_id": openid}, {"$set": {"student_id": student_id}})
+        await self.users.update_one({"_id": openid}, {"$set": {**fields, "student_id": student_id}})
         return None
 
     async def unbind(self, openid: str) -> str | None:

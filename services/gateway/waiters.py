@@ -11,18 +11,34 @@ interval.
 Keyed by the owner's openid, which a request knows before it reads anything (from its session), so a
 change that lands while the request is reading is not missed: the request takes the owner's change
 count first (`seen`), reads, and waits only while the count is unchanged.
+
+The document itself travels too (`latest`): the store hands over the application as it wrote it, and a
+long poll's reads remember what they read, so a waiting student woken by a change, or coming back at once
+with the `since` they were just given, is answered from memory instead of the database. A copy is used
+only while it is younger than `recheck_s` (counted from when this process wrote or read it: the same bound
+on another replica's change that a waiting request already has), never when it is older than what the
+client has already seen (`since`), and only by long polls (`wait` > 0); a plain status read always reads
+the database. The copy is the document as the database would hand it back (a BSON round trip: millisecond
+times, the client's time zone handling), so an answer from memory and one from the database are the same.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import bson
+from bson.codec_options import CodecOptions
+
 # Change counts kept at most for this many owners; beyond it they are forgotten all at once, which
 # only makes the requests waiting then read once more (a count that moved reads as a change).
 MAX_TRACKED = 100_000
+# Documents remembered at most (the oldest go first; one is of no use after `recheck_s` anyway): a few KB
+# each, so tens of MB at most.
+MAX_REMEMBERED = 10_000
 
 
 def same_instant(since: str, value: object) -> bool:
@@ -40,20 +56,80 @@ def same_instant(since: str, value: object) -> bool:
     return a == b
 
 
+def _instant(value: object) -> datetime | None:
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _owner(document: Mapping[str, Any] | None) -> str | None:
+    owner = document.get("owner_openid") if document else None
+    return str(owner) if owner else None
+
+
 class Waiters:
-    def __init__(self, *, recheck_s: float = 5.0) -> None:
+    def __init__(self, *, recheck_s: float = 5.0, codec_options: CodecOptions[Any] | None = None) -> None:
         self.recheck_s = recheck_s
         self._changes: dict[str, int] = {}
         self._events: dict[str, asyncio.Event] = {}
         self._waiting: dict[str, int] = {}
+        # owner -> (their application as the database would return it, monotonic time it was known true)
+        self._latest: dict[str, tuple[dict[str, Any], float]] = {}
+        self._codec = codec_options or CodecOptions(tz_aware=True)
+
+    def remember(self, owner: str, document: Mapping[str, Any]) -> None:
+        """The owner's application as just read or written (an older version never replaces a newer)."""
+        held = self._latest.pop(owner, None)
+        if (
+            held is not None
+            and held[0].get("_id") == document.get("_id")
+            and int(held[0].get("version") or 0) > int(document.get("version") or 0)
+        ):
+            self._latest[owner] = held
+            return
+        now = time.monotonic()
+        copy = bson.decode(bson.encode(dict(document)), codec_options=self._codec)
+        self._latest[owner] = (copy, now)
+        # Insertion order is age order (an owner remembered again moves to the end): drop from the front
+        # what is past use, and the oldest beyond the bound.
+        for oldest in list(self._latest):
+            if len(self._latest) <= MAX_REMEMBERED and now - self._latest[oldest][1] < self.recheck_s:
+                break
+            del self._latest[oldest]
+
+    def forget(self, owner: str) -> None:
+        self._latest.pop(owner, None)
+
+    def latest(self, owner: str, since: str = "") -> dict[str, Any] | None:
+        """The owner's application from memory, when known true within `recheck_s` and not older than the
+        `since` the client has; None means: read the database."""
+        held = self._latest.get(owner)
+        if held is None or time.monotonic() - held[1] >= self.recheck_s:
+            return None  # not known, or not known true recently enough
+        document = held[0]
+        client_has = _instant(since) if since else None
+        if client_has is not None:
+            ours = _instant(document.get("updated_at"))
+            if ours is None or ours < client_has:
+                return None  # the client saw something newer (another replica's write): ask the database
+        return document
 
     def seen(self, owner: str) -> int:
         """How many changes to this owner's application this process has written (a token for `wait`)."""
         return self._changes.get(owner, 0)
 
     def changed(self, *documents: Mapping[str, Any] | None) -> None:
-        """An application was written: wake whoever waits on its owner (both, when ownership moved)."""
-        owners = {str(d["owner_openid"]) for d in documents if d and d.get("owner_openid")}
+        """An application was written (the documents before and after, or the one created): remember it
+        for its owner and wake whoever waits on them (both owners, when ownership moved)."""
+        owners = {owner for owner in map(_owner, documents) if owner}
+        written = documents[-1] if documents else None
+        new_owner = _owner(written) if written is not None and not written.get("merged_into") else None
+        for owner in owners - {new_owner}:
+            self.forget(owner)  # ownership moved away, or the application was merged into another
+        if written is not None and new_owner:
+            self.remember(new_owner, written)
         if len(self._changes) + len(owners) > MAX_TRACKED:
             self._changes.clear()
         for owner in owners:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -55,14 +56,15 @@ async def test_a_waiting_student_is_woken_by_the_result_and_reads_nothing_meanwh
         assert submitted["state"] == "submitted"
         since = quote(submitted["updated_at"])
 
-        # Nothing changes: a 3 s long poll reads the application twice (at its start and its end),
-        # where a client polling every second would have made four requests and four reads.
+        # Nothing changes: a 3 s long poll reads nothing at all: the gateway read the application for the
+        # status just above, less than the recheck interval (60 s here) ago, and answers from that copy;
+        # a client polling every second would have made four requests and four reads.
         before = application_finds()
         status, same = await student.request("GET", f"/api/v1/application?wait=3&since={since}")
         assert (
             status == 200 and same["updated_at"] == submitted["updated_at"] and same["state"] == "submitted"
         )
-        assert application_finds() - before == 2
+        assert application_finds() - before == 0
 
         # The comparison's result arrives while the student waits (recheck 60 s, wait 25 s): the request
         # answers with the new state well before its deadline, because the gateway's handler woke it.
@@ -78,8 +80,9 @@ async def test_a_waiting_student_is_woken_by_the_result_and_reads_nothing_meanwh
             and changed["updated_at"] != submitted["updated_at"]
         )
         assert time.monotonic() - started < 25
-        # The handler's own read and write, and the woken request's one read: no polling.
-        assert application_finds() - before <= 3
+        # The handler's own read before its write; the woken request takes the document the handler
+        # wrote (waiters.py): no polling, and no read to answer.
+        assert application_finds() - before == 1
         # The score's band reaches the application the console shows reviewers (review.js).
         stored = await system.gateway.database.db["applications"].find_one({"_id": app_id})
         assert stored["match"]["band"] == "borderline" and stored["match"]["score"] == 83.5
@@ -140,3 +143,85 @@ async def test_waiters_wake_on_change_and_miss_nothing_written_during_a_read():
     assert not same_instant("2026-12-02T08:56:32.051Z", "2026-12-02T08:56:32.050000")
     assert not same_instant("", "2026-12-02T08:56:32.050000")
     assert not same_instant("yesterday", "2026-12-02T08:56:32.050000")
+
+
+async def test_a_change_the_gateway_did_not_write_is_seen_within_the_recheck_interval(env):
+    """Another replica's write (here: straight into the database) reaches a waiting student at the next
+    recheck, even though the gateway holds a copy of the application in memory."""
+    async with running_system(env, **{**QUIET, "gateway_long_poll_recheck_s": 1.0}) as system:
+        student = await system.paid_student("o-long-poll-replica")
+        current = await student.status()
+        since = quote(current["updated_at"])
+        # With nothing changing, the copy is trusted for one recheck interval at a time: a 3 s poll reads
+        # once per interval at most (never per request, never more often).
+        before = application_finds()
+        status, same = await student.request("GET", f"/api/v1/application?wait=3&since={since}")
+        assert status == 200 and same["updated_at"] == current["updated_at"]
+        assert 1 <= application_finds() - before <= 4
+
+        waiters = system.gateway.app[WAITERS]
+        waiting = asyncio.create_task(student.request("GET", f"/api/v1/application?wait=20&since={since}"))
+        await until(lambda: waiters.waiting == 1)
+        collection = system.gateway.database.db["applications"]
+        later = datetime.fromisoformat(current["updated_at"]) + timedelta(seconds=1)
+        written = await collection.update_one(
+            {"_id": current["application_id"]},
+            {"$set": {"updated_at": later, "graduation_note": "another replica"}, "$inc": {"version": 1}},
+        )
+        assert written.modified_count == 1
+        status, seen = await waiting
+        assert status == 200 and datetime.fromisoformat(seen["updated_at"]) == later
+        assert waiters.waiting == 0
+
+        # A client that already saw a newer write (through another replica) is never answered with the
+        # older copy this process holds: that copy is older than its `since`, so the database is read.
+        latest = later + timedelta(seconds=1)
+        await collection.update_one(
+            {"_id": current["application_id"]}, {"$set": {"updated_at": latest}, "$inc": {"version": 1}}
+        )
+        before = application_finds()
+        status, again = await student.request(
+            "GET", f"/api/v1/application?wait=1&since={quote(latest.isoformat())}"
+        )
+        assert status == 200 and datetime.fromisoformat(again["updated_at"]) == latest
+        assert application_finds() - before >= 1
+
+
+async def test_the_remembered_copy_is_bounded_versioned_and_follows_ownership(monkeypatch):
+    from datetime import UTC
+
+    from services.gateway import waiters as module
+    from services.gateway.waiters import Waiters
+
+    now = datetime(2026, 12, 2, 8, 0, 0, 123456, tzinfo=UTC)
+    waiters = Waiters(recheck_s=5)
+    v2 = {"_id": "a1", "owner_openid": "o1", "version": 2, "updated_at": now, "state": "paid"}
+    waiters.changed({**v2, "version": 1}, v2)
+    copy = waiters.latest("o1")
+    assert copy is not None and copy["state"] == "paid"
+    # As the database hands it back: milliseconds, aware UTC; so the client's `since` matches it exactly.
+    assert copy["updated_at"] == now.replace(microsecond=123000)
+    assert waiters.latest("o1", copy["updated_at"].isoformat()) is not None
+    assert waiters.latest("o1", (now + timedelta(seconds=1)).isoformat()) is None  # client saw newer
+    assert waiters.latest("o1", "not a time") is not None  # unparseable since: the copy, then "changed"
+    # An older version read back late never replaces a newer one.
+    waiters.remember("o1", {**v2, "version": 1, "state": "confirmed"})
+    assert waiters.latest("o1")["state"] == "paid"  # type: ignore[index]
+    # Ownership moved: the old owner's copy goes; merged into another application: gone too.
+    waiters.changed(v2, {**v2, "version": 3, "owner_openid": "o2"})
+    assert waiters.latest("o1") is None and waiters.latest("o2") is not None
+    waiters.changed(
+        {**v2, "owner_openid": "o2"}, {**v2, "version": 4, "owner_openid": "o2", "merged_into": "b"}
+    )
+    assert waiters.latest("o2") is None
+    # Known true only for recheck_s.
+    waiters.remember("o3", {**v2, "owner_openid": "o3"})
+    clock = module.time.monotonic
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock() + 5.1)
+    assert waiters.latest("o3") is None
+    monkeypatch.setattr(module.time, "monotonic", clock)
+    # Bounded: the oldest go first.
+    monkeypatch.setattr(module, "MAX_REMEMBERED", 3)
+    for n in range(5):
+        waiters.remember(f"p{n}", {**v2, "_id": f"b{n}", "owner_openid": f"p{n}"})
+    assert [waiters.latest(f"p{n}") is not None for n in range(5)] == [False, False, True, True, True]

@@ -156,7 +156,7 @@ async def unbind(request: web.Request) -> web.Response:
         # The application stays the student's; it just has no WeChat account acting for it until
         # one binds again (that account then continues it, see handlers._continue_existing). Refused
         # (409 scan_in_flight) while a scan is being read: its result needs the account.
-        await request.app[APPLICATIONS].apply(application["_id"], binding.unbind)
+        await request.app[APPLICATIONS].apply(application["_id"], binding.unbind, current=application)
     await request.app[USERS].unbind(who.openid)
     await request.app[USERS].set_fields(who.openid, student=None)
     log.info("unbound")

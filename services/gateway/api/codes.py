@@ -178,7 +178,9 @@ async def _scan(
         await applications.create(document, event)
         written = Application.from_doc({**document, "version": 1})
     else:
-        written = await applications.apply(application_id, lambda app: codes.rescan(app, command, now))
+        written = await applications.apply(
+            application_id, lambda app: codes.rescan(app, command, now), current=existing
+        )
     log.info("code submitted", scan_id=scan_id, source=command.source.value)
     return 202, _accepted(written)
 
@@ -236,9 +238,14 @@ async def code_status(request: web.Request) -> web.Response:
     while True:
         seen = waiters.seen(who.openid)  # before the read: a change during it is not missed
         # Only the caller's own application: another student's scan id answers 404, like an unknown one.
-        application = await collection.find_one(
-            {"code.scan_id": scan_id, "owner_openid": who.openid}, {"outbox": 0}
-        )
+        # A long poll takes the copy this process wrote or read within recheck_s (waiters.py).
+        application = waiters.latest(who.openid) if wait > 0 else None
+        if application is None or (application.get("code") or {}).get("scan_id") != scan_id:
+            application = await collection.find_one(
+                {"code.scan_id": scan_id, "owner_openid": who.openid}, {"outbox": 0}
+            )
+            if application is not None and not application.get("merged_into"):
+                waiters.remember(who.openid, application)
         if application is None:
             raise ApiError(404, "not_found")
         remaining = deadline - asyncio.get_running_loop().time()

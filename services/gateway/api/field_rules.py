@@ -100,14 +100,15 @@ class WithdrawnView(BaseModel):
 )
 async def withdraw(request: web.Request) -> web.Response:
     who = await caller(request)
-    application = Application.from_doc(await my_application(request, who))
+    document = await my_application(request, who)
+    application = Application.from_doc(document)
     rules = await request.app[SCHOOLS].rules(application.school_code)
     key = idempotency_key(request)
     last = last_withdrawal(application)
     if key and last and last.get("idempotency_key") == key:
         return _withdrawn(application, last, rules)  # the same request again: the first answer
     written = await request.app[APPLICATIONS].apply(
-        application.id, lambda current: withdraw_submission(current, key, _now())
+        application.id, lambda current: withdraw_submission(current, key, _now()), current=document
     )
     record = last_withdrawal(written)
     assert record is not None
@@ -141,7 +142,7 @@ async def dispute(request: web.Request) -> web.Response:
     who = await caller(request)
     application = await my_application(request, who)
     written = await request.app[APPLICATIONS].apply(
-        application["_id"], lambda current: dispute_admission_photo(current, _now())
+        application["_id"], lambda current: dispute_admission_photo(current, _now()), current=application
     )
     log.info("admission photo disputed")
     return json_response(DisputeView(**(open_dispute(written) or {})).model_dump(mode="json"), status=202)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -151,8 +152,16 @@ async def confirm(request: web.Request) -> web.Response:
         lambda app: confirmation.confirm(
             app, rules, utcnow(), graduation_year=body.graduation_year, mailing_method=body.mailing_method
         ),
+        current=application,
     )
     return json_response(Confirmation.model_validate(written.confirmation).model_dump(mode="json"))
+
+
+def as_utc(value: datetime | str) -> datetime:
+    """A stored time as an aware UTC datetime, however the database handed it back (nx-27017 returns a
+    top-level time as naive ISO text): one `updated_at` has one spelling, whether read or remembered."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def application_view(application: Document, rules: SchoolRules) -> ApplicationView:
@@ -197,7 +206,7 @@ def application_view(application: Document, rules: SchoolRules) -> ApplicationVi
         ),
         match=MatchView(**match) if match else None,
         resubmissions_left=resubmissions_remaining(application, rules),
-        updated_at=application["updated_at"],
+        updated_at=as_utc(application["updated_at"]),
         delivery=DeliveryView(**{k: delivery.get(k) for k in ("exported_at", "printed_at", "mailed_at")})
         if delivery
         else None,
@@ -232,7 +241,13 @@ async def application_status(request: web.Request) -> web.Response:
     deadline = loop.time() + wait
     while True:
         seen = waiters.seen(who.openid)  # before the read: a change during it is not missed
-        application = await my_application(request, who)
+        # A long poll takes the copy this process wrote or read within recheck_s (waiters.py).
+        application = waiters.latest(who.openid, since) if wait > 0 else None
+        if application is None:
+            application = await my_application(request, who)
+            waiters.remember(who.openid, application)
+        else:
+            structlog.contextvars.bind_contextvars(application_id=application["_id"])
         rules = await request.app[SCHOOLS].rules(application.get("school_code"))
         view = application_view(application, rules).model_dump(mode="json")
         remaining = deadline - loop.time()

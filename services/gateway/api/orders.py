@@ -138,6 +138,7 @@ async def _place(request: web.Request, openid: str, application: Document) -> tu
         amount_fen=amount,
         description=f"{school.name}毕业照片采集服务",
         expiry=_expiry(request),
+        current=application,
     )
     reply = _order_reply(order, request.app[PAY].request_payment_params(order.prepay_id or ""))
     return (201 if issued else 200), reply

@@ -141,7 +141,9 @@ async def _upload(
     )
     try:
         written = await request.app[APPLICATIONS].apply(
-            application["_id"], lambda app: photos.upload_photo(app, command, rules, utcnow())
+            application["_id"],
+            lambda app: photos.upload_photo(app, command, rules, utcnow()),
+            current=application,
         )
     except BaseException:
         await _discard(request, blob_id)
@@ -212,7 +214,9 @@ async def _submit(
         trace={"request_id": request[REQUEST_ID]},
     )
     written = await request.app[APPLICATIONS].apply(
-        application["_id"], lambda app: submissions.submit_photo(app, command, rules, utcnow())
+        application["_id"],
+        lambda app: submissions.submit_photo(app, command, rules, utcnow()),
+        current=application,
     )
     log.info("photo submitted", photo_id=body.photo_id)
     return 202, _submitted(written, rules)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.gateway.console.auth import CONSOLE, roles
 from services.gateway.console.cases import PREFIX
 from services.gateway.console.operators import Operator, Role
-from services.gateway.context import BLOBS, DATABASE, FIELD_CIPHER, SESSIONS
+from services.gateway.context import BLOBS, DATABASE, FIELD_CIPHER, SESSIONS, WAITERS
 from services.gateway.erasure import ErasureRefused, erase_application, erasure_ref
 from services.gateway.http.errors import ApiError, json_response
 from services.gateway.http.registry import Api
@@ -94,6 +94,7 @@ async def erase(request: web.Request, *, who: Operator, body: EraseRequest) -> w
         raise ApiError(404, "not_found")
     for openid in result.openids:
         await request.app[SESSIONS].revoke_all(openid)  # also drops this process's session cache
+        request.app[WAITERS].forget(openid)  # and the long poll's copy of the application
     reply = _response(result.record, result.already_erased)
     await audit.record(
         request,

@@ -24,9 +24,12 @@ from shared.events import Envelope, OrderPaid, derived_id, make_event
 
 # A pending order is handed out again only while it has this long left: paying takes a minute or two.
 REUSE_MARGIN = timedelta(minutes=2)
-# An order still `creating` after this lost its request (WeChat answers within its client timeout):
-# it is closed at WeChat and replaced instead of waited for.
-CREATING_PATIENCE = timedelta(seconds=60)
+# An order still `creating` after this lost its request: the request that wrote it asks WeChat within
+# its client timeout (WECHAT_TIMEOUT_S, 10 s) and then records the answer (the database's own timeout,
+# 5 s), so after 20 s nobody is still placing it (a database outage in between leaves it so). It is then
+# closed at WeChat and replaced instead of waited for; the student retrying `busy` waits at most this.
+# A request that does answer later finds its order replaced and takes the new one (payments._issue).
+CREATING_PATIENCE = timedelta(seconds=20)
 
 
 class OrderStatus(StrEnum):
