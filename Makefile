@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Every pin of [tool.gradphoto.no-deps] in pyproject.toml, for `pip install --no-deps` (see $(STAMP)).
 NO_DEPS_PINS := import tomllib; t = tomllib.load(open("pyproject.toml", "rb")); print(" ".join(p for g in t["tool"]["gradphoto"]["no-deps"].values() for p in g))
 
-.PHONY: deps-run deps-test deps-images images images-smoke bench-console bench-notify bench-gateway demo run test lint fmt typecheck pytest bench-codec bench-imaging bench-matching install clean stop help
+.PHONY: deps-run deps-test deps-images images images-smoke bench-console bench-notify bench-gateway demo run test lint fmt typecheck pytest bench-codec bench-imaging bench-matching bench-detectors install clean stop help
 
 help:
 	@echo "make run          start the gateway, the workers, the embedded database (and RabbitMQ if needed)"
@@ -17,6 +17,7 @@ help:
 	@echo "make bench-codec  decode-rate and latency benchmark of the codec cascade -> bench/RESULTS.md"
 	@echo "make bench-imaging time to standardise 12 MP and 2 MP photos vs cv2.imread -> bench/RESULTS.md"
 	@echo "make bench-matching  face-comparison time on 2 MP photos vs the face_recognition call sequence -> bench/RESULTS.md"
+	@echo "make bench-detectors admission-photo face detector: dlib HOG vs mediapipe, CPU and scores -> bench/RESULTS.md"
 	@echo "make bench-notify  subscribe messages/s end to end vs the sandbox's raw rate -> bench/RESULTS.md"
 	@echo "make bench-console approve -> next case shown in the console page (headless chromium) vs the bare API calls -> bench/RESULTS.md"
 	@echo "make client-e2e   the mini-program's journeys through a Node wx against a stack it starts (JOURNEYS=5)"
@@ -85,6 +86,9 @@ bench-imaging: $(STAMP)
 
 bench-matching: $(STAMP)
 	$(BIN)/python -m bench.matching
+
+bench-detectors: $(STAMP)
+	$(BIN)/python -m bench.matching.detectors
 
 bench-notify: $(STAMP)
 	$(BIN)/python -m bench.notify
