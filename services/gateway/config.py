@@ -58,6 +58,10 @@ class GatewaySettings(Settings):
     gateway_funnel_interval_s: float = Field(default=30, gt=0)
     # Operator console (/console): session cookie lifetime, login throttling, review leases, imports.
     console_session_ttl_minutes: float = Field(default=480, gt=0)
+    # Each gateway process keeps a console session and its operator this long after reading them (0: reads
+    # on every request). Its own logouts and operator changes take effect at once; another replica's (an
+    # operator disabled there, or in the database) within this many seconds (docs/console.md).
+    console_auth_cache_s: float = Field(default=5.0, ge=0, le=30)
     # Secure cookies need HTTPS (the ingress terminates TLS); only a plain-HTTP local run turns it off.
     console_cookie_secure: bool = True
     # Per email and per client address: a burst of attempts, then this many a minute.

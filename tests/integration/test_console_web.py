@@ -191,7 +191,11 @@ async def test_next_case_skips_what_the_reviewer_skipped(env):
 
 
 async def test_review_by_keyboard_in_a_real_browser(env):
-    async with running_system(env, with_codec=False, roster=ROSTER, console_dashboard_cache_s=0) as system:
+    # No console auth cache: the session deleted in the database below (as another replica's logout would)
+    # must end at once here, not within CONSOLE_AUTH_CACHE_S.
+    async with running_system(
+        env, with_codec=False, roster=ROSTER, console_dashboard_cache_s=0, console_auth_cache_s=0
+    ) as system:
         await Operators(system.gateway.database).create("admin@example.com", PASSWORD, Role.ADMIN, [])
         await Operators(system.gateway.database).create(
             "support@example.com", PASSWORD, Role.SUPPORT, [SCHOOL]

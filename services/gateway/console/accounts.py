@@ -135,9 +135,7 @@ async def invite_operator(request: web.Request, *, who: Operator, body: InviteRe
     now = utcnow()
     expires = now + INVITE_TTL
     database = request.app[DATABASE]
-    await database.db["operators"].update_one(
-        {"_id": created.operator_id}, {"$set": {"invited_by": who.operator_id}}
-    )
+    await console.operators.update(created.operator_id, {"invited_by": who.operator_id})
     await database.db["operator_invites"].insert_one(
         {"_id": _hash(token), "operator_id": created.operator_id, "created_at": now, "expires_at": expires}
     )
@@ -176,9 +174,8 @@ async def set_password(request: web.Request, *, body: SetPasswordRequest) -> web
     if invite is None:
         await request.app[CONSOLE].audit.record(request, None, "operator.set_password", outcome="failed")
         raise ApiError(400, "invite_invalid")
-    await database.db["operators"].update_one(
-        {"_id": invite["operator_id"]},
-        {"$set": {"password_hash": hash_password(body.password), "password_set_at": now}},
+    await request.app[CONSOLE].operators.update(
+        str(invite["operator_id"]), {"password_hash": hash_password(body.password), "password_set_at": now}
     )
     await request.app[CONSOLE].audit.record(
         request, None, "operator.set_password", operator_ref=str(invite["operator_id"])

@@ -20,6 +20,7 @@ from pymongo import IndexModel
 from services.gateway.config import GatewaySettings
 from services.gateway.console.audit import AuditLog
 from services.gateway.console.operators import Operator, Operators, Role
+from services.gateway.console.shortcache import ShortCache
 from services.gateway.http.addresses import client_address
 from services.gateway.http.auth import PUBLIC, Auth
 from services.gateway.http.errors import ApiError, json_response
@@ -49,11 +50,14 @@ class ConsoleSession:
 
 
 class ConsoleSessions:
-    """Stored hashed and read on every request (no cache): logging out or expiring takes effect at once."""
+    """Stored hashed; kept `cache_s` in this process after a read (`ShortCache`), with its expiry checked
+    on every request. A logout here takes effect at once; one on another replica within `cache_s`."""
 
-    def __init__(self, database: Database, ttl: timedelta) -> None:
+    def __init__(self, database: Database, ttl: timedelta, *, cache_s: float = 5.0) -> None:
         self.collection = database.db["console_sessions"]
         self.ttl = ttl
+        # token hash -> (session, expires_at); only sessions that exist (an unknown token is read each time)
+        self._cache: ShortCache[str, tuple[ConsoleSession, datetime]] = ShortCache(cache_s)
 
     @staticmethod
     def _hash(token: str) -> str:
@@ -76,13 +80,22 @@ class ConsoleSessions:
     async def resolve(self, token: str) -> ConsoleSession | None:
         if not token or len(token) > 128:
             return None
-        doc = await self.collection.find_one({"_id": self._hash(token)})
-        if doc is None or doc["expires_at"] <= utcnow():
-            return None
-        return ConsoleSession(str(doc["operator_id"]), str(doc["csrf"]))
+        key = self._hash(token)
+        cached = self._cache.get(key)
+        if cached is None:
+            epoch = self._cache.epoch
+            doc = await self.collection.find_one({"_id": key})
+            if doc is None:
+                return None
+            cached = (ConsoleSession(str(doc["operator_id"]), str(doc["csrf"])), doc["expires_at"])
+            self._cache.put(key, cached, epoch)
+        session, expires_at = cached
+        return session if expires_at > utcnow() else None
 
     async def revoke(self, token: str) -> None:
-        await self.collection.delete_one({"_id": self._hash(token)})
+        key = self._hash(token)
+        await self.collection.delete_one({"_id": key})
+        self._cache.drop(key)
 
 
 @dataclass

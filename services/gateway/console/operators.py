@@ -12,6 +12,7 @@ from typing import Any
 from pymongo import IndexModel
 from pymongo.errors import DuplicateKeyError
 
+from services.gateway.console.shortcache import ShortCache
 from shared.db import Database, Document
 from shared.events import new_id, utcnow
 
@@ -87,8 +88,13 @@ class OperatorExists(Exception):
 
 
 class Operators:
-    def __init__(self, database: Database) -> None:
+    """`operators`; an active operator is kept `cache_s` in this process after a read (every console
+    request asks for one). Changes go through `update`, which drops it here at once; another replica's
+    change (or one made in the database) is seen within `cache_s`."""
+
+    def __init__(self, database: Database, *, cache_s: float = 5.0) -> None:
         self.collection = database.db["operators"]
+        self._cache: ShortCache[str, Operator] = ShortCache(cache_s)
 
     async def create(self, email: str, password: str, role: Role, schools: list[str]) -> Operator:
         if len(password) < 12:
@@ -116,8 +122,22 @@ class Operators:
         return {str(doc["_id"]): str(doc["email"]) async for doc in cursor}
 
     async def get(self, operator_id: str) -> Operator | None:
+        """The operator if active (a disabled or unknown one is read again every time)."""
+        cached = self._cache.get(operator_id)
+        if cached is not None:
+            return cached
+        epoch = self._cache.epoch
         doc = await self.collection.find_one({"_id": operator_id, "active": True})
-        return _operator(doc) if doc else None
+        if doc is None:
+            return None
+        who = _operator(doc)
+        self._cache.put(operator_id, who, epoch)
+        return who
+
+    async def update(self, operator_id: str, fields: dict[str, Any]) -> None:
+        """`$set` fields of an operator (active, role, schools, password...): effective here at once."""
+        await self.collection.update_one({"_id": operator_id}, {"$set": fields})
+        self._cache.drop(operator_id)
 
     async def authenticate(self, email: str, password: str) -> Operator | None:
         doc = await self.collection.find_one({"email": email.strip().lower(), "active": True})

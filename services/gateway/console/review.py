@@ -149,30 +149,32 @@ async def next_case(request: web.Request, *, who: Operator) -> web.Response:
     scope: dict[str, object] = {"state": str(State.IN_REVIEW), **who.school_filter()}
     if skip:
         scope["_id"] = {"$nin": sorted(skip)}
-    # A case I already hold comes back first (a reload must not lose it to someone else).
-    mine = [
-        lease["_id"]
+    # The oldest waiting cases first: when none waits (the usual answer to a reviewer polling an empty
+    # queue) that is the only read, since a case I hold that still waits would be one of them.
+    cursor = applications.find(scope, {"_id": 1, "school_code": 1}).sort("updated_at", 1).limit(CANDIDATES)
+    oldest: list[Document] = [d async for d in cursor]
+    if not oldest:
+        return json_response(NextCase(case=None).model_dump(mode="json"))
+    # One read of the leases that matter: mine (wherever they are) and those on these candidates.
+    live = [
+        lease
         async for lease in leases.collection.find(
-            {"operator_id": who.operator_id, "expires_at": {"$gt": utcnow()}}
+            {
+                "expires_at": {"$gt": utcnow()},
+                "$or": [{"operator_id": who.operator_id}, {"_id": {"$in": [c["_id"] for c in oldest]}}],
+            }
         )
     ]
-    candidates: list[Document] = []
-    mine = [application_id for application_id in mine if application_id not in skip]
-    if mine:
-        held = {**scope, "_id": {"$in": mine}}
-        candidates = [d async for d in applications.find(held, {"outbox": 0})]
+    # A case I already hold comes back first (a reload must not lose it to someone else).
+    mine = {lease["_id"] for lease in live if lease["operator_id"] == who.operator_id} - skip
+    candidates = [c for c in oldest if c["_id"] in mine]
+    if len(oldest) == CANDIDATES and mine - {c["_id"] for c in candidates}:
+        # Held cases beyond the oldest CANDIDATES (a long queue): are they still waiting, in my schools?
+        held = {**scope, "_id": {"$in": sorted(mine - {c["_id"] for c in candidates})}}
+        candidates += [d async for d in applications.find(held, {"_id": 1, "school_code": 1})]
     if not candidates:
-        cursor = (
-            applications.find(scope, {"_id": 1, "school_code": 1}).sort("updated_at", 1).limit(CANDIDATES)
-        )
-        candidates = [d async for d in cursor]
-        busy = {
-            lease["_id"]
-            async for lease in leases.collection.find(
-                {"_id": {"$in": [c["_id"] for c in candidates]}, "expires_at": {"$gt": utcnow()}}
-            )
-        }
-        candidates = [c for c in candidates if c["_id"] not in busy]
+        busy = {lease["_id"] for lease in live}
+        candidates = [c for c in oldest if c["_id"] not in busy]
     for candidate in candidates:
         expires = await leases.claim(candidate["_id"], who, candidate.get("school_code"))
         if expires is None:

@@ -69,8 +69,12 @@ INDEXES: dict[str, list[IndexModel]] = {
 def build_console(database: Database, settings: GatewaySettings) -> Console:
     return Console(
         settings=settings,
-        operators=Operators(database),
-        sessions=ConsoleSessions(database, timedelta(minutes=settings.console_session_ttl_minutes)),
+        operators=Operators(database, cache_s=settings.console_auth_cache_s),
+        sessions=ConsoleSessions(
+            database,
+            timedelta(minutes=settings.console_session_ttl_minutes),
+            cache_s=settings.console_auth_cache_s,
+        ),
         audit=AuditLog(database),
         login=LoginThrottle.from_settings(settings),
     )
