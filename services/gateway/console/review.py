@@ -238,7 +238,9 @@ async def decide_case(request: web.Request, *, who: Operator, body: ReviewReques
         raise ApiError(409, "review_lease_held")
     rules = await request.app[SCHOOLS].rules(application.get("school_code"))
     written = await request.app[APPLICATIONS].apply(
-        application["_id"], lambda app: review.decide_review(app, command, rules, utcnow())
+        application["_id"],
+        lambda app: review.decide_review(app, command, rules, utcnow()),
+        current=application,  # read just above (scoped_application); the write is version-guarded
     )
     await leases.release(application["_id"])
     await request.app[CONSOLE].audit.record(
