@@ -48,7 +48,9 @@ class Settings(BaseSettings):
     # local runs). The gateway sets it in production, so the port the ingress exposes serves neither.
     ops_port: int | None = Field(default=None, ge=0, le=65535)
 
-    outbox_poll_interval_s: float = Field(default=1.0, gt=0)
+    # The relay publishes what this process's writers hand it at once; this sweep finds the rest (events
+    # staged by another process or a CLI, or left by a crash): once at start, then every interval.
+    outbox_sweep_interval_s: float = Field(default=5.0, gt=0)
     outbox_batch_size: int = Field(default=100, ge=1)
 
     @property

@@ -119,7 +119,7 @@ def env(mongo_url: str, mongo_db: str, amqp_url: str) -> dict[str, str]:
         "CODEC_CIPHER_KEY": CIPHER_KEY,
         "BUS_RETRY_DELAY_MS": "100",
         "BUS_MAX_ATTEMPTS": "3",
-        "OUTBOX_POLL_INTERVAL_S": "0.2",
+        "OUTBOX_SWEEP_INTERVAL_S": "0.2",
         "DRAIN_TIMEOUT_S": "10",
         "LOG_FORMAT": "json",
     }

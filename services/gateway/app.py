@@ -80,7 +80,7 @@ def build_app(
         runtime.database,
         runtime.bus,
         OUTBOX_COLLECTIONS,
-        poll_interval_s=settings.outbox_poll_interval_s,
+        sweep_interval_s=settings.outbox_sweep_interval_s,
         batch_size=settings.outbox_batch_size,
     )
     wechat_settings = wechat_settings or WeChatSettings()
@@ -91,7 +91,9 @@ def build_app(
     app[WAITERS] = Waiters(
         recheck_s=settings.gateway_long_poll_recheck_s, codec_options=runtime.database.db.codec_options
     )
-    app[APPLICATIONS] = Applications(runtime.database, relay.wake, changed=app[WAITERS].changed)
+    app[APPLICATIONS] = Applications(
+        runtime.database, relay.wake, changed=app[WAITERS].changed, hint_relay=relay.hint
+    )
     app[USERS] = Users(runtime.database)
     app[SESSIONS] = Sessions(runtime.database, timedelta(hours=settings.gateway_session_ttl_hours))
     app[SCHOOLS] = Schools(runtime.database)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +23,7 @@ from services.gateway.domain.change import Change
 from services.gateway.domain.errors import DomainError
 from shared.db import Database, Document
 from shared.events import Envelope, utcnow
-from shared.outbox import PENDING_FIELD, stage, with_outbox
+from shared.outbox import PENDING_FIELD, Staged, pending_of, stage, with_outbox
 
 INDEXES = {
     "applications": [
@@ -67,9 +67,13 @@ class Applications:
         wake_relay: Callable[[], None],
         *,
         changed: Callable[..., None] | None = None,
+        hint_relay: Callable[[Staged], None] | None = None,
     ) -> None:
         self.collection = database.db["applications"]
         self._wake = wake_relay
+        # Hands the relay the events just written, so it publishes them without reading them back
+        # (shared/outbox.py); without it, `wake_relay` is called and the relay's sweep finds them.
+        self._hint = hint_relay
         # Called with the document before and after each write: wakes long polls (waiters.py).
         self._changed = changed or (lambda *documents: None)
 
@@ -85,10 +89,17 @@ class Applications:
     async def create(self, document: Document, *events: Envelope) -> None:
         now = stamp()
         created = {"version": 1, "created_at": now, "updated_at": now, **document}
-        await self.collection.insert_one(with_outbox(created, *events))
+        inserted = with_outbox(created, *events)
+        await self.collection.insert_one(inserted)
         if events:
-            self._wake()
+            self._staged(inserted["_id"], events, 0)
         self._changed(created)
+
+    def _staged(self, document_id: Any, events: Sequence[Envelope], pending_before: int | None) -> None:
+        if self._hint is None:
+            self._wake()
+        else:
+            self._hint(Staged(self.collection.name, document_id, tuple(events), pending_before))
 
     async def mutate(
         self, application_id: str, decide: Decide, *, attempts: int = 8, current: Document | None = None
@@ -116,11 +127,14 @@ class Applications:
                 {"_id": application_id, "version": current["version"]}, stage(update, *change.events)
             )
             if written.modified_count == 1:
+                pending = pending_of(current)
                 if change.events:
-                    self._wake()
+                    self._staged(application_id, change.events, pending)
                 after = {**current, **fields, "version": current["version"] + 1}
                 for name in change.unset:
                     after.pop(name, None)
+                if change.events and pending is not None:
+                    after[PENDING_FIELD] = pending + len(change.events)  # as written (a later `current`)
                 self._changed(current, after)
                 return after
         raise ConcurrentUpdate(application_id)

@@ -151,7 +151,7 @@ class ClientStack:
             "GATEWAY_HTTP_PORT": str(self.ports["gateway"]),
             "SANDBOX_PORT": str(self.ports["sandbox"]),
             "SANDBOX_NOTIFY_RETRY_DELAYS_S": "0.5,1,2,5",
-            "OUTBOX_POLL_INTERVAL_S": "0.2",
+            "OUTBOX_SWEEP_INTERVAL_S": "0.2",
             # Two failed comparisons send the case to the registrar (the default is 3, which would take
             # the day's three standardisations in the match_retake journey).
             "MATCHING_REGISTRAR_AFTER_FAILURES": "2",

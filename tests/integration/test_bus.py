@@ -240,7 +240,7 @@ async def test_broker_connection_lost_and_restored_loses_nothing(env, database):
         return []
 
     await consumer.consume(sub)
-    relay = OutboxRelay(database, publisher, ["applications"], poll_interval_s=0.1)
+    relay = OutboxRelay(database, publisher, ["applications"], sweep_interval_s=0.1)
     relay.start()
     try:
         apps = database.db["applications"]

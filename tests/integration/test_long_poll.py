@@ -21,9 +21,10 @@ from tests.support.system import running_system
 pytestmark = pytest.mark.slow
 
 QUIET = {
-    # Nothing else in the gateway reads applications while a test counts: the relay only when woken,
-    # the funnel gauge and payment reconciliation not during the test.
-    "outbox_poll_interval_s": 60.0,
+    # Nothing else in the gateway reads applications while a test counts: the relay publishes the
+    # gateway's own events from memory and sweeps only at start; the funnel gauge and payment
+    # reconciliation not during the test.
+    "outbox_sweep_interval_s": 60.0,
     "gateway_funnel_interval_s": 600.0,
     "gateway_reconcile_interval_s": 600.0,
     "gateway_long_poll_recheck_s": 60.0,
