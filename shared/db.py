@@ -10,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import ConnectionFailure
 
 from shared import dbstats
+from shared.blobs import INDEXES as BLOB_INDEXES
 from shared.config import Settings
 
 Document = dict[str, Any]
@@ -19,6 +20,8 @@ IndexSpec = Mapping[str, Sequence[IndexModel]]
 SHARED_INDEXES: IndexSpec = {
     # Idempotent consumption: one row per (consumer, event id).
     "processed_events": [IndexModel([("processed_at", 1)])],
+    # GridFS's (shared/blobs.py): created here once per process, not per upload as PyMongo's bucket did.
+    **BLOB_INDEXES,
 }
 
 

@@ -17,6 +17,8 @@ from shared.db import Database
 async def _run(args: argparse.Namespace, rows: list[dict[str, str]], photos: dict[str, bytes] | None) -> int:
     database = Database(Settings())
     try:
+        # The shared indexes (GridFS's among them), as a service creates them at start-up: this may run first.
+        await database.ensure_indexes()
         report = await import_roster(database, BlobStore(database), args.school, rows, photos)
     finally:
         await database.close()

@@ -4,7 +4,8 @@
 At-least-once: the outcome is stored in `photos` under the photo id before the result is returned for
 publishing, so a redelivered submission (worker killed, broker lost) republishes the stored outcome
 under the same event id instead of judging the photo twice (`shared/outcomes.py`). A standardised JPEG
-left in GridFS by an attempt that died before storing its outcome is deleted once an outcome is stored.
+left in GridFS by an attempt that died before storing its outcome is deleted once an outcome is stored
+(found with the raw upload's files document, in the same query).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from services.imaging.messages import rejection_message
 from services.imaging.pipeline import Limits, Report, check_photo
 from services.imaging.preprocess import ModelPool
 from services.imaging.quality import Measure
-from shared.blobs import BlobNotFound, BlobStore
+from shared.blobs import BlobFile, BlobNotFound, BlobStore, object_id
 from shared.bus import Subscription
 from shared.db import Database, Document
 from shared.events import (
@@ -70,7 +71,6 @@ class ImagingHandlers:
         self._outcomes = StoredOutcomes(
             database.db["photos"], producer="imaging", input_event_field="submitted_event_id"
         )
-        self._blob_files = database.db["blobs.files"]
         self._blobs = blobs
         self._settings = settings
         self._pool = pool
@@ -89,9 +89,11 @@ class ImagingHandlers:
         return sub
 
     async def on_photo_submitted(self, payload: PhotoSubmitted, envelope: Envelope) -> list[Envelope]:
+        earlier: list[BlobFile] = []
+
         async def decide() -> Document:
             log.info("photo check started", photo_id=payload.photo_id, source=payload.source)
-            report, blob_id = await self._decide(payload)
+            report, blob_id = await self._decide(payload, earlier)
             return _document(payload, report, blob_id)
 
         outcome = await self._outcomes.decide_once(
@@ -99,7 +101,7 @@ class ImagingHandlers:
         )
         stored = outcome.document
         if outcome.decided_here:
-            await self._remove_orphans(payload.photo_id, stored)
+            await self._remove_orphans(payload.photo_id, stored, earlier)
             log.info(
                 "photo check decided",
                 photo_id=payload.photo_id,
@@ -116,9 +118,21 @@ class ImagingHandlers:
             with contextlib.suppress(BlobNotFound):
                 await self._blobs.delete(blob_id)
 
-    async def _decide(self, submitted: PhotoSubmitted) -> tuple[Report, str | None]:
+    async def _decide(self, submitted: PhotoSubmitted, earlier: list[BlobFile]) -> tuple[Report, str | None]:
+        """The report and the rendering's blob id; `earlier` receives the standardised JPEGs of this photo
+        stored before (by an attempt that died), found with the raw upload in one query."""
+        wanted: list[dict[str, Any]] = [{"metadata.photo_id": submitted.photo_id}]
+        raw_id = None
+        with contextlib.suppress(BlobNotFound):  # not a blob id: the image is missing
+            raw_id = object_id(submitted.raw_blob_id)
+            wanted.append({"_id": raw_id})
+        files = await self._blobs.find({"$or": wanted})
+        earlier.extend(f for f in files if f.id != raw_id and f.metadata.get("kind") == STANDARDIZED_KIND)
+        raw = next((f for f in files if f.id == raw_id), None)
         try:
-            data = await self._blobs.get(submitted.raw_blob_id)
+            if raw is None:
+                raise BlobNotFound(submitted.raw_blob_id)
+            data = await self._blobs.read(raw)
         except BlobNotFound:
             return Report(ok=False, error="image_missing"), None
         async with self._slots:
@@ -146,17 +160,18 @@ class ImagingHandlers:
                 data, models, standard=self._settings.standard, source=source, limits=self._limits
             )
 
-    async def _remove_orphans(self, photo_id: str, stored: Document) -> None:
-        """Delete standardised JPEGs of this photo that its stored outcome does not use: left by an
-        attempt that died before storing, or by a concurrent one still running (it will lose its insert).
-        After the store, not before: before, it could delete a concurrent attempt's JPEG that wins."""
+    async def _remove_orphans(self, photo_id: str, stored: Document, earlier: list[BlobFile]) -> None:
+        """Delete the standardised JPEGs of this photo that its stored outcome does not use: left by an
+        attempt that died before storing, or by a concurrent one still running (it will lose its insert
+        and delete its own too). Found before deciding, with the raw upload (one query fewer than a
+        search of their own), deleted after the store: before, it could delete a concurrent attempt's JPEG
+        that wins. A JPEG put by a concurrent attempt after that search which then dies before its insert
+        is left to the retention job (it finds blobs by `metadata.photo_id`, docs/operations.md)."""
         kept = {stored.get("standardized_blob_id"), stored.get("placed_blob_id")}
-        async for orphan in self._blob_files.find({"metadata.photo_id": photo_id}, {"metadata": 1}):
-            if (orphan.get("metadata") or {}).get("kind") == STANDARDIZED_KIND and str(
-                orphan["_id"]
-            ) not in kept:
+        for orphan in earlier:
+            if orphan.blob_id not in kept:
                 with contextlib.suppress(BlobNotFound):
-                    await self._blobs.delete(str(orphan["_id"]))
+                    await self._blobs.delete(orphan.blob_id)
                 log.info("orphaned standardised photo removed", photo_id=photo_id)
 
 

@@ -15,6 +15,7 @@ from deploy.local.faces import student_photo
 from services.imaging.config import ImagingSettings, PhotoStandard
 from services.imaging.handlers import INDEXES, STANDARDIZED_KIND, ImagingHandlers
 from services.imaging.preprocess import ModelPool
+from shared.dbstats import COMMANDS
 from shared.events import Envelope, PhotoSubmitted, derived_id, make_event, new_id
 from shared.runtime import Runtime
 from tests.support import faces
@@ -71,6 +72,16 @@ async def next_result(queue: aio_pika.abc.AbstractQueue, timeout: float = 30.0) 
         await asyncio.sleep(0.05)
 
 
+def blob_commands() -> float:
+    """The database commands this process has sent to GridFS's collections so far."""
+    return sum(
+        sample.value
+        for metric in COMMANDS.collect()
+        for sample in metric.samples
+        if sample.name.endswith("_total") and sample.labels["collection"].startswith("blobs.")
+    )
+
+
 async def count_blobs(db: Any, query: dict[str, Any]) -> int:
     # nx-27017 cannot aggregate (count_documents) over GridFS's files collection; a find can.
     return len(await db["blobs.files"].find(query, {"_id": 1}).to_list())
@@ -99,8 +110,12 @@ async def test_a_good_photo_is_standardised_stored_and_announced_once(worker, ga
     # A standardised JPEG left by an earlier attempt that died before deciding: removed, not kept.
     orphan = await runtime.blobs.put(b"\xff\xd8old", filename="x.jpg", content_type="image/jpeg",
                                      photo_id=photo_id, kind=STANDARDIZED_KIND)  # fmt: skip
+    before = blob_commands()
     envelope = await submit(runtime, student_photo(3), photo_id=photo_id)
     result = await next_result(gateway_queue)
+    # The raw upload's put (2), its read with the orphan in the same query (2), the standardised JPEG's
+    # put (2), the orphan's delete (2). PyMongo's GridFS bucket sent 17: 6 per put, a search of its own.
+    assert blob_commands() - before == 8
     assert result.type == "photo.standardized.v1"
     assert result.id == derived_id("imaging", envelope.id)
     assert result.application_id == envelope.application_id
