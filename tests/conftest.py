@@ -14,6 +14,9 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -88,16 +91,48 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
 
 
+MANAGEMENT_URL = f"http://{AMQP_HOST}:{os.environ.get('TEST_AMQP_MANAGEMENT_PORT', '15672')}/api"
+
+
+def _management(method: str, path: str, body: bytes | None = None) -> bool:
+    """One call to RabbitMQ's management API as guest (the plugin deploy/local/system-deps.sh enables);
+    False when it cannot be reached, so the caller uses rabbitmqctl (about a second per call: the Erlang
+    CLI starts each time, three calls a test)."""
+    request = urllib.request.Request(f"{MANAGEMENT_URL}{path}", data=body, method=method)
+    request.add_header("Authorization", "Basic " + base64.b64encode(b"guest:guest").decode())
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bool(200 <= response.status < 300)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _add_vhost(vhost: str) -> None:
+    quoted = urllib.parse.quote(vhost, safe="")
+    permissions = b'{"configure": ".*", "write": ".*", "read": ".*"}'
+    if _management("PUT", f"/vhosts/{quoted}") and _management(
+        "PUT", f"/permissions/{quoted}/guest", permissions
+    ):
+        return
+    if shutil.which("rabbitmqctl") is None:
+        pytest.fail("rabbitmqctl not found: RabbitMQ must be installed (see .ci/run)")
+    _rabbitmqctl("add_vhost", vhost)
+    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+
+
+def _delete_vhost(vhost: str) -> None:
+    if not _management("DELETE", f"/vhosts/{urllib.parse.quote(vhost, safe='')}"):
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60)
+
+
 @pytest.fixture
 def amqp_vhost() -> Iterator[str]:
     """A fresh vhost per test: queues, retry and dead queues start empty every time."""
-    if shutil.which("rabbitmqctl") is None:
-        pytest.fail("rabbitmqctl not found: RabbitMQ must be installed (see .ci/run)")
     vhost = f"test-{uuid.uuid4().hex[:10]}"
-    _rabbitmqctl("add_vhost", vhost)
-    _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+    _add_vhost(vhost)
     yield vhost
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True, timeout=60)
+    _delete_vhost(vhost)
 
 
 @pytest.fixture
