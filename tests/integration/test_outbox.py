@@ -62,7 +62,9 @@ class CrashingBus:
         raise ConnectionError("process died after the broker confirmed")
 
 
-async def test_relay_crash_after_publish_republishes_the_same_id_and_consumers_dedupe(env, database):
+@contextlib.asynccontextmanager
+async def buses(env, database) -> AsyncIterator[tuple[Bus, list[str]]]:
+    """A publisher on the real broker, and a codec consumer behind the bus's claims; plus what it handled."""
     settings = Settings.model_validate({k.lower(): v for k, v in env.items()})
     publisher, consumer = Bus(settings), Bus(settings, ProcessedEvents(database))
     await publisher.connect()
@@ -77,6 +79,14 @@ async def test_relay_crash_after_publish_republishes_the_same_id_and_consumers_d
 
     await consumer.consume(sub)
     try:
+        yield publisher, handled
+    finally:
+        await consumer.close()
+        await publisher.close()
+
+
+async def test_relay_crash_after_publish_republishes_the_same_id_and_consumers_dedupe(env, database):
+    async with buses(env, database) as (publisher, handled):
         e = event(1)
         apps = database.db["applications"]
         await apps.insert_one(with_outbox({"_id": "app-1", "state": "code_submitted"}, e))
@@ -98,9 +108,6 @@ async def test_relay_crash_after_publish_republishes_the_same_id_and_consumers_d
         await asyncio.sleep(0.5)  # room for the second copy to arrive and be recognised
         assert handled == [e.id]  # published twice, handled once
         assert await OutboxRelay(database, publisher, ["applications"]).relay_once() == 0
-    finally:
-        await consumer.close()
-        await publisher.close()
 
 
 def count(command: str) -> float:
@@ -139,32 +146,18 @@ class Broker:
 @contextlib.asynccontextmanager
 async def relaying(env, database, *, sweep_interval_s: float, start: bool = True) -> AsyncIterator[Any]:
     """A relay on the real broker, started, its first sweep (at start) done; plus what a consumer got."""
-    settings = Settings.model_validate({k.lower(): v for k, v in env.items()})
-    publisher, consumer = Bus(settings), Bus(settings, ProcessedEvents(database))
-    await publisher.connect()
-    await consumer.connect()
-    handled: list[str] = []
-    sub = Subscription("codec")
-
-    @sub.on(CodeScanned)
-    async def handler(payload: CodeScanned, envelope: Envelope):
-        handled.append(envelope.id)
-        return []
-
-    await consumer.consume(sub)
-    broker = Broker(publisher)
-    relay = OutboxRelay(database, broker, ["applications"], sweep_interval_s=sweep_interval_s)  # type: ignore[arg-type]
-    try:
-        if start:
-            finds = count("find")
-            relay.start()
-            await until(lambda: count("find") > finds)
-            await asyncio.sleep(0.2)  # the start sweep (nothing to relay) is over
-        yield relay, broker, handled
-    finally:
-        await relay.stop()
-        await consumer.close()
-        await publisher.close()
+    async with buses(env, database) as (publisher, handled):
+        broker = Broker(publisher)
+        relay = OutboxRelay(database, broker, ["applications"], sweep_interval_s=sweep_interval_s)  # type: ignore[arg-type]
+        try:
+            if start:
+                finds = count("find")
+                relay.start()
+                await until(lambda: count("find") > finds)
+                await asyncio.sleep(0.2)  # the start sweep (nothing to relay) is over
+            yield relay, broker, handled
+        finally:
+            await relay.stop()
 
 
 def scanned(state: str, *events: Envelope) -> Callable[[Any], Change]:
