@@ -13,13 +13,15 @@ change that lands while the request is reading is not missed: the request takes 
 count first (`seen`), reads, and waits only while the count is unchanged.
 
 The document itself travels too (`latest`): the store hands over the application as it wrote it, and a
-long poll's reads remember what they read, so a waiting student woken by a change, or coming back at once
-with the `since` they were just given, is answered from memory instead of the database. A copy is used
-only while it is younger than `recheck_s` (counted from when this process wrote or read it: the same bound
-on another replica's change that a waiting request already has), never when it is older than what the
-client has already seen (`since`), and only by long polls (`wait` > 0); a plain status read always reads
-the database. The copy is the document as the database would hand it back (a BSON round trip: millisecond
-times, the client's time zone handling), so an answer from memory and one from the database are the same.
+long poll's reads remember what they read, so a waiting student woken by a change is answered from memory
+instead of the database, and so is a request whose copy already moves the client on. A copy is used only
+while it is younger than `recheck_s` (counted from when this process wrote or read it: the same bound on
+another replica's change that a waiting request already has), never when it is older than what the client
+has already seen (`since`), and only by long polls (`wait` > 0); a request never starts waiting on a copy
+alone (it reads the database first: the student's own action may have gone through another replica), and a
+plain status read always reads the database. The copy is the document as the database would hand it back
+(a BSON round trip: millisecond times, the client's time zone handling), so an answer from memory and one
+from the database are the same.
 """
 
 from __future__ import annotations

@@ -57,15 +57,16 @@ async def test_a_waiting_student_is_woken_by_the_result_and_reads_nothing_meanwh
         assert submitted["state"] == "submitted"
         since = quote(submitted["updated_at"])
 
-        # Nothing changes: a 3 s long poll reads nothing at all: the gateway read the application for the
-        # status just above, less than the recheck interval (60 s here) ago, and answers from that copy;
-        # a client polling every second would have made four requests and four reads.
+        # Nothing changes: a 3 s long poll reads the application once, before it starts waiting (a copy in
+        # memory could have been overtaken by the student's own action through another replica), and
+        # answers at its end from what it read (younger than the recheck interval, 60 s here); a client
+        # polling every second would have made four requests and four reads.
         before = application_finds()
         status, same = await student.request("GET", f"/api/v1/application?wait=3&since={since}")
         assert (
             status == 200 and same["updated_at"] == submitted["updated_at"] and same["state"] == "submitted"
         )
-        assert application_finds() - before == 0
+        assert application_finds() - before == 1
 
         # The comparison's result arrives while the student waits (recheck 60 s, wait 25 s): the request
         # answers with the new state well before its deadline, because the gateway's handler woke it.
@@ -226,3 +227,20 @@ async def test_the_remembered_copy_is_bounded_versioned_and_follows_ownership(mo
     for n in range(5):
         waiters.remember(f"p{n}", {**v2, "_id": f"b{n}", "owner_openid": f"p{n}"})
     assert [waiters.latest(f"p{n}") is not None for n in range(5)] == [False, False, True, True, True]
+
+
+async def test_a_new_long_poll_sees_the_students_own_action_through_another_replica_at_once(env):
+    """The gateway holds a fresh copy (recheck 60 s), then the student acts through another replica: a new
+    long poll with the `since` the client had must answer with that change, not wait on the copy."""
+    async with running_system(env, **QUIET) as system:
+        student = await system.paid_student("o-long-poll-own-action")
+        current = await student.status()  # read here: the copy is fresh
+        later = datetime.fromisoformat(current["updated_at"]) + timedelta(seconds=1)
+        collection = system.gateway.database.db["applications"]
+        await collection.update_one(
+            {"_id": current["application_id"]}, {"$set": {"updated_at": later}, "$inc": {"version": 1}}
+        )
+        status, seen = await student.request(
+            "GET", f"/api/v1/application?wait=20&since={quote(current['updated_at'])}"
+        )
+        assert status == 200 and datetime.fromisoformat(seen["updated_at"]) == later

@@ -235,15 +235,19 @@ async def code_status(request: web.Request) -> web.Response:
     collection = request.app[DATABASE].db["applications"]
     waiters = request.app[WAITERS]
     deadline = asyncio.get_running_loop().time() + wait
+    read = False
     while True:
         seen = waiters.seen(who.openid)  # before the read: a change during it is not missed
         # Only the caller's own application: another student's scan id answers 404, like an unknown one.
-        # A long poll takes the copy this process wrote or read within recheck_s (waiters.py).
+        # A long poll takes the copy this process wrote or read within recheck_s (waiters.py) when it holds
+        # the scan's result, or once this request has read the database itself (as the status long poll).
         application = waiters.latest(who.openid) if wait > 0 else None
-        if application is None or (application.get("code") or {}).get("scan_id") != scan_id:
+        code = (application or {}).get("code") or {}
+        if code.get("scan_id") != scan_id or (not read and code.get("status") == ScanStatus.PENDING):
             application = await collection.find_one(
                 {"code.scan_id": scan_id, "owner_openid": who.openid}, {"outbox": 0}
             )
+            read = True
             if application is not None and not application.get("merged_into"):
                 waiters.remember(who.openid, application)
         if application is None:

@@ -239,13 +239,19 @@ async def application_status(request: web.Request) -> web.Response:
     waiters = request.app[WAITERS]
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait
+    read = False
     while True:
         seen = waiters.seen(who.openid)  # before the read: a change during it is not missed
-        # A long poll takes the copy this process wrote or read within recheck_s (waiters.py).
+        # A long poll takes the copy this process wrote or read within recheck_s (waiters.py) when that copy
+        # moves the client on, or once this request has read the database itself: it never starts waiting on
+        # a copy alone, which a change written through another replica may have overtaken.
         application = waiters.latest(who.openid, since) if wait > 0 else None
+        if application is not None and not read and same_instant(since, application["updated_at"]):
+            application = None
         if application is None:
             application = await my_application(request, who)
             waiters.remember(who.openid, application)
+            read = True
         else:
             structlog.contextvars.bind_contextvars(application_id=application["_id"])
         rules = await request.app[SCHOOLS].rules(application.get("school_code"))
