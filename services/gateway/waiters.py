@@ -14,14 +14,13 @@ count first (`seen`), reads, and waits only while the count is unchanged.
 
 The document itself travels too (`latest`): the store hands over the application as it wrote it, and a
 long poll's reads remember what they read, so a waiting student woken by a change is answered from memory
-instead of the database, and so is a request whose copy already moves the client on. A copy is used only
-while it is younger than `recheck_s` (counted from when this process wrote or read it: the same bound on
-another replica's change that a waiting request already has), never when it is older than what the client
-has already seen (`since`), and only by long polls (`wait` > 0); a request never starts waiting on a copy
-alone (it reads the database first: the student's own action may have gone through another replica), and a
-plain status read always reads the database. The copy is the document as the database would hand it back
-(a BSON round trip: millisecond times, the client's time zone handling), so an answer from memory and one
-from the database are the same.
+instead of the database. A request always reads the database first (the account's application may have
+changed through another replica: an action, an unbinding, an erasure); the copy serves it only after that,
+only while younger than `recheck_s` (counted from when this process wrote or read it: the same bound on
+another replica's change that a waiting request already has) and never when older than the client's `since`.
+A read does not keep its copy when the owner's application changed, or was forgotten, while it was read.
+The copy is the document as the database would hand it back (a BSON round trip: millisecond times, the
+client's time zone handling), so an answer from memory and one from the database are the same.
 """
 
 from __future__ import annotations
@@ -81,28 +80,35 @@ class Waiters:
         self._latest: dict[str, tuple[dict[str, Any], float]] = {}
         self._codec = codec_options or CodecOptions(tz_aware=True)
 
-    def remember(self, owner: str, document: Mapping[str, Any]) -> None:
-        """The owner's application as just read or written (an older version never replaces a newer)."""
-        held = self._latest.pop(owner, None)
+    def remember(self, owner: str, document: Mapping[str, Any], token: int | None = None) -> None:
+        """The owner's application as just read or written (an older version never replaces a newer).
+        `token`: for a read, `seen(owner)` taken before it; a change or a `forget` since then means the
+        read may be older than what this process knows, and it is not kept."""
+        if token is not None and self.seen(owner) != token:
+            return
+        held = self._latest.get(owner)
         if (
             held is not None
             and held[0].get("_id") == document.get("_id")
             and int(held[0].get("version") or 0) > int(document.get("version") or 0)
         ):
-            self._latest[owner] = held
             return
         now = time.monotonic()
         copy = bson.decode(bson.encode(dict(document)), codec_options=self._codec)
+        self._latest.pop(owner, None)
         self._latest[owner] = (copy, now)
         # Insertion order is age order (an owner remembered again moves to the end): drop from the front
         # what is past use, and the oldest beyond the bound.
-        for oldest in list(self._latest):
+        while self._latest:
+            oldest = next(iter(self._latest))
             if len(self._latest) <= MAX_REMEMBERED and now - self._latest[oldest][1] < self.recheck_s:
                 break
             del self._latest[oldest]
 
     def forget(self, owner: str) -> None:
+        """Drop the owner's copy (unbound, merged, erased); a read already under way will not bring it back."""
         self._latest.pop(owner, None)
+        self._changes[owner] = self._changes.get(owner, 0) + 1
 
     def latest(self, owner: str, since: str = "") -> dict[str, Any] | None:
         """The owner's application from memory, when known true within `recheck_s` and not older than the
@@ -129,7 +135,7 @@ class Waiters:
         written = documents[-1] if documents else None
         new_owner = _owner(written) if written is not None and not written.get("merged_into") else None
         for owner in owners - {new_owner}:
-            self.forget(owner)  # ownership moved away, or the application was merged into another
+            self._latest.pop(owner, None)  # ownership moved away, or merged into another (counted below)
         if written is not None and new_owner:
             self.remember(new_owner, written)
         if len(self._changes) + len(owners) > MAX_TRACKED:

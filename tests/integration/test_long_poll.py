@@ -222,6 +222,18 @@ async def test_the_remembered_copy_is_bounded_versioned_and_follows_ownership(mo
     monkeypatch.setattr(module.time, "monotonic", lambda: clock() + 5.1)
     assert waiters.latest("o3") is None
     monkeypatch.setattr(module.time, "monotonic", clock)
+    # A read under way when the owner's application changed or was forgotten (unbound, merged, erased)
+    # does not bring back what it read.
+    token = waiters.seen("o4")
+    waiters.forget("o4")
+    waiters.remember("o4", {**v2, "owner_openid": "o4"}, token)
+    assert waiters.latest("o4") is None
+    token = waiters.seen("o4")
+    waiters.changed({**v2, "owner_openid": "o4", "version": 7})
+    waiters.remember("o4", {**v2, "owner_openid": "o4", "state": "read before"}, token)
+    assert waiters.latest("o4")["version"] == 7  # type: ignore[index]
+    waiters.remember("o5", {**v2, "owner_openid": "o5"}, waiters.seen("o5"))  # nothing moved: kept
+    assert waiters.latest("o5") is not None
     # Bounded: the oldest go first.
     monkeypatch.setattr(module, "MAX_REMEMBERED", 3)
     for n in range(5):

@@ -122,6 +122,21 @@ def test_a_second_request_waits_for_an_order_being_placed():
     assert isinstance(plan(issued.book, no="GP3", now=late), Close)
 
 
+def test_an_order_closed_at_wechat_while_its_request_recorded_the_prepay_is_replaced_not_reused():
+    # Request 1 placed GP2 and hung; request 2 found it `creating` too long and closed it at WeChat; then
+    # request 1's answer arrived and recorded GP2's prepay id. Request 2 must not hand that prepay out.
+    issued = plan(OrderBook())
+    assert isinstance(issued, Issue)
+    late = NOW + CREATING_PATIENCE
+    assert isinstance(plan(issued.book, no="GP3", now=late), Close)
+    placed = order_placed(issued.book, "GP2", "prepay-2")
+    again = plan(placed, no="GP3", now=late, closed_at_wechat=frozenset({"GP2"}))
+    assert isinstance(again, Issue) and again.order.out_trade_no == "GP3"
+    old = again.book.find("GP2")
+    assert old is not None and old.status is OrderStatus.CLOSED
+    assert isinstance(plan(placed, no="GP3", now=late), Reuse)  # without the close it is still reused
+
+
 @pytest.mark.parametrize(
     ("why", "book", "kw"),
     [

@@ -239,17 +239,15 @@ async def code_status(request: web.Request) -> web.Response:
     while True:
         seen = waiters.seen(who.openid)  # before the read: a change during it is not missed
         # Only the caller's own application: another student's scan id answers 404, like an unknown one.
-        # A long poll takes the copy this process wrote or read within recheck_s (waiters.py) when it holds
-        # the scan's result, or once this request has read the database itself (as the status long poll).
-        application = waiters.latest(who.openid) if wait > 0 else None
-        code = (application or {}).get("code") or {}
-        if code.get("scan_id") != scan_id or (not read and code.get("status") == ScanStatus.PENDING):
+        # Read first; once woken, the copy this process wrote or read within recheck_s (as the status poll).
+        application = waiters.latest(who.openid) if read else None
+        if ((application or {}).get("code") or {}).get("scan_id") != scan_id:
             application = await collection.find_one(
                 {"code.scan_id": scan_id, "owner_openid": who.openid}, {"outbox": 0}
             )
             read = True
             if application is not None and not application.get("merged_into"):
-                waiters.remember(who.openid, application)
+                waiters.remember(who.openid, application, seen)
         if application is None:
             raise ApiError(404, "not_found")
         remaining = deadline - asyncio.get_running_loop().time()

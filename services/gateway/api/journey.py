@@ -242,15 +242,13 @@ async def application_status(request: web.Request) -> web.Response:
     read = False
     while True:
         seen = waiters.seen(who.openid)  # before the read: a change during it is not missed
-        # A long poll takes the copy this process wrote or read within recheck_s (waiters.py) when that copy
-        # moves the client on, or once this request has read the database itself: it never starts waiting on
-        # a copy alone, which a change written through another replica may have overtaken.
-        application = waiters.latest(who.openid, since) if wait > 0 else None
-        if application is not None and not read and same_instant(since, application["updated_at"]):
-            application = None
+        # A long poll reads the database first (the account's application may have changed through another
+        # replica: an action, an unbinding, an erasure); once woken, it takes the copy this process wrote or
+        # read within recheck_s (waiters.py), and reads again when that copy is older.
+        application = waiters.latest(who.openid, since) if read else None
         if application is None:
             application = await my_application(request, who)
-            waiters.remember(who.openid, application)
+            waiters.remember(who.openid, application, seen)
             read = True
         else:
             structlog.contextvars.bind_contextvars(application_id=application["_id"])

@@ -359,6 +359,9 @@ def plan_order(
             current.status is OrderStatus.PENDING
             and current.amount_fen == amount_fen
             and current.expires_at > now + REUSE_MARGIN
+            # Not one this request has just closed at WeChat (its placing request recorded the prepay id
+            # after the close was decided): that prepay can no longer be paid.
+            and current.out_trade_no not in closed_at_wechat
         ):
             return Reuse(current)
         if current.status is OrderStatus.CREATING and now - current.created_at < CREATING_PATIENCE:
