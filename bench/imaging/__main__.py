@@ -25,7 +25,7 @@ import cv2
 import matplotlib
 import numpy as np
 
-from bench.results import write_section
+from bench.results import pin_to_one_core, write_section
 from services.imaging.config import ImagingSettings, PhotoStandard
 from services.imaging.pipeline import check_photo
 from services.imaging.preprocess import ModelPool
@@ -172,8 +172,7 @@ def main() -> int:
     args = parser.parse_args()
     # As many model sets as the worker loads here (one per core), before pinning to a single core.
     model_sets = ImagingSettings().bus_prefetch
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    pin_to_one_core()
     cv2.setNumThreads(1)
     load_start = os.getloadavg()[0]
     results = run(args.n, model_sets)

