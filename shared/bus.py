@@ -70,6 +70,16 @@ class PermanentError(Exception):
     """Raised by a handler when retrying cannot help: the message is parked at once."""
 
 
+class Defer(Exception):
+    """Raised by a handler when another copy of the event is being handled right now by a live process (its
+    own record says so): the message comes back through the retry queue after `delay_s` (at most the retry
+    delay), and the attempt is not counted, as with a claim found busy."""
+
+    def __init__(self, reason: str, delay_s: float) -> None:
+        super().__init__(reason)
+        self.delay_s = delay_s
+
+
 E = TypeVar("E", bound=EventData)
 # A handler gets the typed payload first and the envelope (id, application id, trace) beside it, and
 # returns the result events to publish: `async def on_photo_submitted(event: PhotoSubmitted, envelope)`.
@@ -322,6 +332,15 @@ class Bus:
             if claimed:
                 await asyncio.shield(_quietly(self._processed.release(sub.consumer, envelope.id)))
             raise
+        except Defer as exc:
+            if claimed:
+                await _quietly(self._processed.release(sub.consumer, envelope.id))
+            if not self.connected:
+                return
+            HANDLED.labels(sub.consumer, envelope.type, "busy").inc()
+            blog.info("event in progress elsewhere, deferred", reason=str(exc), delay_s=round(exc.delay_s, 2))
+            await self._defer(sub.consumer, message, headers, exc.delay_s)
+            return
         except Exception as exc:
             if claimed:
                 await _quietly(self._processed.release(sub.consumer, envelope.id))

@@ -66,6 +66,10 @@ class NotifySettings(Settings):
     notify_send_rate: float = Field(default=0.0, ge=0)
     notify_miniprogram_state: Literal["developer", "trial", "formal"] = "formal"
     notify_lang: Literal["zh_CN", "en_US", "zh_HK", "zh_TW"] = "zh_CN"
+    # How long a `sending` record may belong to a live sender: longer than the slowest send (a token fetch,
+    # the call, a token refresh and the call again, each up to WECHAT_TIMEOUT_S = 10 s). Another copy of the
+    # event defers while the record is younger; an older one means the sender died after calling WeChat.
+    notify_sending_grace_s: float = Field(default=45.0, gt=0)
 
     @field_validator("notify_templates")
     @classmethod

@@ -3,8 +3,13 @@
 At most once per event, even across a crash: the attempt is recorded in `notifications` (`_id` = event
 id, state `sending`) before WeChat is called, and the answer after. A redelivery that finds `sending`
 cannot know whether WeChat delivered (it has no idempotency key), so it records `unknown` and does not
-send again (docs/notify.md). The bus claim (shared/idempotency.py) already keeps two copies of an event
-from being handled at the same time.
+send again (docs/notify.md).
+
+No bus claim (shared/idempotency.py): the `notifications` record is the claim. Its unique `_id` lets one
+copy of an event record `sending` first (the other defers); a copy that finds `sending` younger than
+`NOTIFY_SENDING_GRACE_S` (longer than the slowest send) defers until the sender has answered, and one that
+finds it older knows the sender died after calling WeChat; a copy that finds a final state skips. That is the
+claim's job, done by the record that has to be written anyway: two database writes fewer per event.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -22,7 +28,7 @@ from services.notify.config import Kind, NotifySettings
 from services.notify.outcomes import FINAL, State, Verdict, classify, offending_field
 from services.notify.ratelimit import SendPace
 from services.notify.render import MessageFacts, render
-from shared.bus import PermanentError, Subscription
+from shared.bus import Defer, PermanentError, Subscription
 from shared.db import Database, Document
 from shared.events import Envelope, MatchScored, OrderPaid, ReviewDecided, utcnow
 from shared.logging import get_logger
@@ -64,9 +70,10 @@ class NotifyHandlers:
 
     def subscription(self) -> Subscription:
         sub = Subscription("notify")
-        sub.on(OrderPaid)(self.on_order_paid)
-        sub.on(MatchScored)(self.on_match_scored)
-        sub.on(ReviewDecided)(self.on_review_decided)
+        # Idempotent by construction (the module's docstring): the notification record is the claim.
+        sub.on(OrderPaid, claim=False)(self.on_order_paid)
+        sub.on(MatchScored, claim=False)(self.on_match_scored)
+        sub.on(ReviewDecided, claim=False)(self.on_review_decided)
         return sub
 
     async def on_order_paid(self, payload: OrderPaid, envelope: Envelope) -> list[Envelope]:
@@ -163,6 +170,13 @@ class NotifyHandlers:
         """False when an earlier delivery of this event settled it, or may have reached WeChat."""
         state = existing.get("state")
         if state == State.SENDING:
+            since = existing.get("updated_at")
+            age = (utcnow() - since).total_seconds() if isinstance(since, datetime) else float("inf")
+            if age < self._settings.notify_sending_grace_s:
+                # Another copy may be calling WeChat right now: look again once it has had time to answer.
+                raise Defer(
+                    "another delivery is sending this event", self._settings.notify_sending_grace_s - age
+                )
             # The process died (or lost the database) between calling WeChat and recording the answer.
             await self._notifications.update_one(
                 {"_id": existing["_id"], "state": State.SENDING, "attempts": existing.get("attempts")},
@@ -205,7 +219,7 @@ class NotifyHandlers:
                     }
                 )
             except DuplicateKeyError:
-                raise SendLater("another delivery of this event recorded it first") from None
+                raise Defer("another delivery of this event recorded it first", 1.0) from None
             return 1
         attempt = int(existing.get("attempts", 0)) + 1
         written = await self._notifications.update_one(
@@ -213,7 +227,7 @@ class NotifyHandlers:
             {"$set": {**message, "state": State.SENDING, "attempts": attempt, "updated_at": now}},
         )
         if written.modified_count != 1:
-            raise SendLater("another delivery of this event changed it first")
+            raise Defer("another delivery of this event changed it first", 1.0)
         return attempt
 
     async def _answered(

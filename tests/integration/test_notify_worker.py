@@ -16,6 +16,7 @@ import aiohttp
 import pytest
 
 from sandbox.wechat import SandboxServer
+from shared.bus import HANDLED
 from shared.events import Envelope, MatchScored, OrderPaid, ReviewDecided, make_event
 from shared.wechat.keys import client_env
 from tests.conftest import free_port
@@ -89,7 +90,8 @@ async def test_each_event_type_produces_its_message(env, database) -> None:
             await worker.runtime.bus.publish(event)
         for event in (events[0], *events[2:]):
             await record(database, event.id, "sent")
-        assert await database.db["processed_events"].count_documents({"consumer": "notify"}) == 5
+        # The notification record is the claim: the bus wrote none for notify (docs/notify.md).
+        assert await database.db["processed_events"].count_documents({"consumer": "notify"}) == 0
         assert await database.db["notifications"].count_documents({}) == 4
 
         by_template: dict[str, list[dict[str, Any]]] = {}
@@ -132,24 +134,63 @@ async def test_redelivery_sends_one_message(env, database) -> None:
         app = application()
         await database.db["applications"].insert_one(app)
         event = review(app, "approved")
+        ok = _handled("ok")
         for _ in range(3):
             await worker.runtime.bus.publish(event)
         await record(database, event.id, "sent")
-        await asyncio.sleep(0.5)  # the copies arrive, find the claim done, and are acked
-        # Even with the bus's claim gone (its collection pruned), the notification record stops a resend.
-        await database.db["processed_events"].delete_many({})
-        await worker.runtime.bus.publish(event)
-        await eventually(
-            lambda: _true_when(database.db["processed_events"].count_documents({"state": "done"}), 1)
-        )
+        await worker.runtime.bus.publish(event)  # and once more after it is settled
+        await eventually(lambda: _true_when(_handled("ok") - ok, 4))
         assert len(sandbox.state.messages) == 1
         assert sandbox.state.calls["subscribe_send"] == 1
         stored = await database.db["notifications"].find_one({"_id": event.id})
         assert stored["state"] == "sent" and stored["attempts"] == 1
+        # The notification record is the claim: the bus wrote none for notify.
+        assert await database.db["processed_events"].count_documents({"consumer": "notify"}) == 0
 
 
-async def _true_when(count: Any, expected: int) -> bool | None:
-    return True if await count >= expected else None
+async def test_a_copy_arriving_while_another_sends_waits_for_its_answer(env, database) -> None:
+    """A `sending` record younger than the grace belongs to a live sender: the copy is deferred (not counted
+    as an attempt), finds the answer when it looks again, and neither sends nor marks the message unknown."""
+    async with (
+        running_sandbox(shared_keyset()) as sandbox,
+        notify_worker(env, sandbox, bus_retry_delay_ms=300) as worker,
+    ):
+        app = application()
+        await database.db["applications"].insert_one(app)
+        event = review(app, "approved")
+        busy, ok = _handled("busy"), _handled("ok")
+        now = datetime.now(UTC)
+        # Another replica's attempt, recorded just now and still waiting for WeChat's answer.
+        await database.db["notifications"].insert_one(
+            {"_id": event.id, "kind": "review_approved", "state": "sending", "attempts": 1, "history": [],
+             "created_at": now, "updated_at": now}
+        )  # fmt: skip
+        await worker.runtime.bus.publish(event)
+        await eventually(lambda: _true_when(_handled("busy") - busy, 2))
+        assert (await database.db["notifications"].find_one({"_id": event.id}))["state"] == "sending"
+        # The other replica records WeChat's answer; the deferred copy then skips it.
+        await database.db["notifications"].update_one({"_id": event.id}, {"$set": {"state": "sent"}})
+        await eventually(lambda: _true_when(_handled("ok") - ok, 1))
+        assert sandbox.state.calls["subscribe_send"] == 0
+        stored = await database.db["notifications"].find_one({"_id": event.id})
+        assert stored["state"] == "sent" and stored.get("reason") is None
+
+
+def _handled(outcome: str) -> float:
+    """This process's count of notify's review.decided.v1 deliveries with this outcome (take a difference:
+    the counter is process-wide)."""
+    return sum(
+        sample.value
+        for metric in HANDLED.collect()
+        for sample in metric.samples
+        if sample.name == "bus_messages_total"
+        and sample.labels == {"consumer": "notify", "type": "review.decided.v1", "outcome": outcome}
+    )
+
+
+async def _true_when(count: Any, expected: float) -> bool | None:
+    value = await count if asyncio.iscoroutine(count) else count
+    return True if value >= expected else None
 
 
 class KillOnRecord(list):  # type: ignore[type-arg]
@@ -170,7 +211,7 @@ async def test_a_crash_after_sending_does_not_send_again(env, subprocess_env, da
         worker_env = {
             **subprocess_env,
             **client_env(keyset, api_base=sandbox.url),
-            "BUS_CLAIM_LEASE_S": "1",
+            "NOTIFY_SENDING_GRACE_S": "1",
             "HTTP_PORT": str(free_port()),
         }
         app = application()
