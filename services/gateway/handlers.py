@@ -105,13 +105,17 @@ class GatewayHandlers:
     async def _continue_existing(self, application: Application, decoded: CodeDecoded) -> bool:
         """A student who unbound and came back on another account continues their own application."""
         student_id = f"{decoded.student.school_code}:{decoded.student.student_number}"
-        cursor = self._db["applications"].find({"student_id": student_id}, {"_id": 1})
+        cursor = self._db["applications"].find(
+            {"student_id": student_id, "merged_into": {"$exists": False}}, {"_id": 1}
+        )
         others = [doc["_id"] async for doc in cursor if doc["_id"] != application.id]
         if not others:
             return False
         owner, continued = binding.can_bind(application.owner_openid), others[0]
-        await self._applications.apply(continued, lambda app: binding.take_over(app, owner))
+        # Merged first: the account acts for one application at a time (domain/binding.py), so this one
+        # stops being its application before the earlier one becomes it.
         await self._applications.apply(application.id, lambda app: codes.merge_into(app, continued, utcnow()))
+        await self._applications.apply(continued, lambda app: binding.take_over(app, owner))
         log.info("student continued an earlier application", continued=continued)
         return True
 

@@ -30,6 +30,14 @@ INDEXES = {
         IndexModel([("code.scan_id", 1)]),
         IndexModel([("student_id", 1)]),
         IndexModel([("owner_openid", 1)]),
+        # One application an account acts for (domain/binding.py); strings only, so unbound (null) and
+        # merged applications, and those written before the field, are outside it.
+        IndexModel(
+            [("active_owner", 1)],
+            name="active_owner_unique",
+            unique=True,
+            partialFilterExpression={"active_owner": {"$type": "string"}},
+        ),
         IndexModel([("order.out_trade_no", 1)]),
         IndexModel([("state", 1), ("updated_at", 1)]),
         IndexModel([(PENDING_FIELD, 1)]),

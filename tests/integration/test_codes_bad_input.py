@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+from typing import Any
 
 import aiohttp
 import pytest
 from gridfs import AsyncGridFSBucket
+from pymongo.errors import DuplicateKeyError
 
 from services.codec.cipher import AesGcmCipher, Sm4CbcCipher
 from tests.support.codes import CLAIM, RECORD, blank_image, code_text, png_bomb, qr_image
@@ -188,3 +191,60 @@ async def test_duplicate_submission_is_one_scan_and_one_event(env):
         assert (status, body["code"]) == (409, "idempotency_key_reused")
         app = await db["applications"].find_one({})
         assert app["claim"]["name"] == CLAIM["name"] and app["state"] == "code_verified"
+
+
+async def test_concurrent_first_scans_from_one_account_open_one_application(env):
+    """Two first scans at the same moment under different keys (two taps, one account on two phones) once
+    opened two applications for one account: the unique `active_owner` index lets one open it, and the other
+    scan goes to that application as a second scan does (or, if it keeps losing, answers 409 busy)."""
+    async with running_system(env) as system:
+        student = await system.student()
+        db = system.gateway.database.db
+
+        async def scan(i: int) -> tuple[int, Any]:
+            headers = {"Idempotency-Key": f"wx-race-{i:04d}"}
+            if i % 2:
+                return await student.request(
+                    "POST", "/api/v1/codes", data=form(qr_image(code_text())), headers=headers
+                )
+            payload = {**CLAIM, "agreed": True, "qr_text": code_text()}
+            return await student.request("POST", "/api/v1/codes", json=payload, headers=headers)
+
+        replies = await asyncio.gather(*(scan(i) for i in range(6)))
+        assert all(status == 202 or (status, body["code"]) == (409, "busy") for status, body in replies), (
+            replies
+        )
+        accepted = [body for status, body in replies if status == 202]
+        assert accepted and {body["application_id"] for body in accepted} == {accepted[0]["application_id"]}
+        assert await db["applications"].count_documents({}) == 1
+        application_id = accepted[0]["application_id"]
+        # Every code image stored belongs to that application: none is left tagged with one that does not exist.
+        blobs = [
+            f async for f in AsyncGridFSBucket(db, bucket_name="blobs").find({"metadata.kind": "code_image"})
+        ]
+        assert blobs and all(f.metadata["application_id"] == application_id for f in blobs)
+        # The account goes on as usual with its one application.
+        app = await student.status()
+        assert app["application_id"] == application_id
+
+
+async def test_the_store_refuses_a_second_application_an_account_acts_for(env):
+    """The guarantee itself, without timing: the index refuses it; unbound and merged ones are outside it."""
+    async with running_system(env) as system:
+        applications = system.gateway.database.db["applications"]
+        await applications.insert_one(
+            {"_id": "a1", "owner_openid": "o-x", "active_owner": "o-x", "state": "code_submitted"}
+        )
+        with pytest.raises(DuplicateKeyError):
+            await applications.insert_one(
+                {"_id": "a2", "owner_openid": "o-x", "active_owner": "o-x", "state": "code_submitted"}
+            )
+        # Unbound (null) and merged (null) applications of any number coexist, and the account may open one.
+        await applications.update_one({"_id": "a1"}, {"$set": {"active_owner": None, "owner_openid": None}})
+        await applications.insert_one(
+            {"_id": "a3", "owner_openid": None, "active_owner": None, "state": "paid"}
+        )
+        await applications.insert_one(
+            {"_id": "a4", "owner_openid": "o-x", "active_owner": "o-x", "state": "code_submitted"}
+        )
+        assert await applications.count_documents({"active_owner": "o-x"}) == 1

@@ -241,6 +241,8 @@ def test_roster_eligibility():
 def test_a_merged_application_keeps_its_scan_readable():
     change = codes.merge_into(app(State.CODE_SUBMITTED, code=pending_scan("s1")), "a0", T0)
     assert change.set["merged_into"] == "a0" and change.set["code"]["status"] == "decoded"
+    # Still the account's to read, no longer the one it acts for: the continued one takes that slot.
+    assert "owner_openid" not in change.set and change.set["active_owner"] is None
 
 
 # --- binding -----------------------------------------------------------------------------------------
@@ -253,7 +255,8 @@ def test_locked_out_after_unbinding_unbinding_with_a_scan_in_flight_is_refused()
 
 def test_unbinding_leaves_the_application_without_an_owner():
     assert binding.unbind(app(State.PAID, code={**pending_scan(), "status": "decoded"})).set == {
-        "owner_openid": None
+        "owner_openid": None,
+        "active_owner": None,  # no longer the application the account acts for (domain/binding.py)
     }
     assert binding.unbind(app(owner_openid=None)) is NO_CHANGE
 
@@ -264,7 +267,7 @@ def test_binding_refuses_a_missing_openid():
     with refused("no_owner"):
         binding.take_over(app(), "")
     assert binding.can_bind("o2") == "o2"
-    assert binding.take_over(app(owner_openid=None), "o2").set == {"owner_openid": "o2"}
+    assert binding.take_over(app(owner_openid=None), "o2").set == {"owner_openid": "o2", "active_owner": "o2"}
     assert binding.take_over(app(), "o1") is NO_CHANGE
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pymongo.errors import DuplicateKeyError
 
 from services.gateway.api.common import Caller, caller, find_my_application, once, request_print
 from services.gateway.applications import ScanStatus
@@ -144,6 +145,8 @@ async def _scan(
     submission: CodeSubmission,
     image: bytes | None,
     content_type: str | None,
+    *,
+    raced: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     # Always a new scan id: one reused from an earlier scan would get the codec's stored outcome of that
     # scan under its old event id, which the gateway skips as done (the application stuck waiting).
@@ -175,7 +178,18 @@ async def _scan(
     now = utcnow()
     if existing is None:
         document, event = codes.open_application(application_id, who.openid, command, now)
-        await applications.create(document, event)
+        try:
+            await applications.create(document, event)
+        except DuplicateKeyError:
+            # Another request opened this account's application a moment ago (two first scans at once:
+            # two taps with two keys, one account on two phones). One account, one application: this scan
+            # goes to that one as a second scan does; its image is stored again under that application.
+            if blob_id is not None:
+                await request.app[BLOBS].delete(blob_id)
+            if raced:
+                raise ApiError(409, "busy") from None
+            log.info("first scan raced another: applied to the application it opened")
+            return await _scan(request, who, submission, image, content_type, raced=True)
         written = Application.from_doc({**document, "version": 1})
     else:
         written = await applications.apply(

@@ -166,6 +166,8 @@ class Application(Part):
     version: int = 1
     state: State
     owner_openid: str | None = None
+    # The owner while the account acts for this application (owned, not merged): unique (domain/binding.py).
+    active_owner: str | None = None
     student_id: str | None = None
     school_code: str | None = None
     claim: dict[str, Any] | None = None

@@ -11,6 +11,11 @@ from services.gateway.domain.application import Application
 from services.gateway.domain.change import NO_CHANGE, Change
 from services.gateway.domain.errors import DomainError
 
+# One account, one application. `active_owner` is the owner of an application an account acts for (owned,
+# not merged into another): a unique index over it (`store.INDEXES`, only where it is a string) refuses a
+# second one, so two first scans at the same moment cannot open two applications for one account.
+# `owner_openid` stays on a merged application (its scan result stays readable by the account).
+
 
 def unbind(application: Application) -> Change:
     """The application stays the student's, with no account acting for it until one binds again."""
@@ -18,7 +23,7 @@ def unbind(application: Application) -> Change:
         raise DomainError("scan_in_flight")
     if application.owner_openid is None:
         return NO_CHANGE
-    return application.change(owner_openid=None)
+    return application.change(owner_openid=None, active_owner=None)
 
 
 def take_over(application: Application, openid: str) -> Change:
@@ -27,7 +32,7 @@ def take_over(application: Application, openid: str) -> Change:
         raise DomainError("no_owner")
     if application.owner_openid == openid:
         return NO_CHANGE
-    return application.change(owner_openid=openid)
+    return application.change(owner_openid=openid, active_owner=openid)
 
 
 def can_bind(openid: str | None) -> str:

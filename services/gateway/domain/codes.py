@@ -72,6 +72,7 @@ def open_application(
     document = {
         "_id": application_id,
         "owner_openid": owner_openid,
+        "active_owner": owner_openid,  # one application per account (domain/binding.py)
         "state": State.CODE_SUBMITTED.value,
         "claim": cmd.claim.model_dump(),
         "code": scan.doc(),
@@ -171,6 +172,6 @@ def merge_into(application: Application, continued: str, now: datetime) -> Chang
     """The student came back on another account and continues `continued`: this application only keeps
     the scan's result readable (Applications.owned_by skips merged applications)."""
     if application.code is None:
-        return application.change(merged_into=continued)
+        return application.change(merged_into=continued, active_owner=None)
     code = application.code.model_copy(update={"status": ScanStatus.DECODED, "decided_at": now})
-    return application.change(merged_into=continued, code=code)
+    return application.change(merged_into=continued, code=code, active_owner=None)
