@@ -114,6 +114,8 @@ async def test_school_staff_are_invited_and_see_only_their_school(env):
         status, listing = await admin.request("GET", f"{API}/operators")
         line = next(o for o in listing["operators"] if o["email"] == "reg@example.com")
         assert line["invited"] is True and line["password_set"] is False
+        listed = await system.gateway.database.db["audit_log"].find_one({"action": "operator.list"})
+        assert listed["role"] == "admin" and listed["target"]["count"] == len(listing["operators"])
 
         # Nobody can sign in before the link is used; the link sets the password once.
         staff = OperatorClient(system.base_url, admin.http)

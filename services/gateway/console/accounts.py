@@ -104,6 +104,8 @@ async def list_operators(request: web.Request, *, who: Operator) -> web.Response
         )
         async for doc in request.app[DATABASE].db["operators"].find({}, fields).sort("email", 1).limit(1000)
     ]
+    # Who can reach what is itself sensitive: the admin who read the list is on record.
+    await request.app[CONSOLE].audit.record(request, who, "operator.list", count=len(lines))
     return json_response(OperatorList(operators=lines).model_dump(mode="json"))
 
 
