@@ -371,7 +371,9 @@ def load(path: Path) -> Network:
 def _conv(x: Floats, conv: _Conv, relu: bool) -> Floats:
     if conv.padding:
         p = conv.padding
-        x = np.pad(x, ((p, p), (p, p), (0, 0)))
+        padded = np.zeros((x.shape[0] + 2 * p, x.shape[1] + 2 * p, x.shape[2]), dtype=np.float32)
+        padded[p:-p, p:-p] = x
+        x = padded
     height, width, channels = x.shape
     k, s = conv.size, conv.stride
     out_h, out_w = (height - k) // s + 1, (width - k) // s + 1
