@@ -191,7 +191,6 @@ class DlibEngine(FaceEngine):
             )
             return None
         self.descriptor_backend = "numpy"
-        log.info("dlib descriptor: numpy port, self-check passed", distance=distance)
         return network
 
     def detect(self, image: RGBImage) -> list[DetectedFace]:

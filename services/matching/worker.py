@@ -6,7 +6,7 @@ import asyncio
 import sys
 
 from services.matching.config import MatchingSettings
-from services.matching.engines import EngineUnavailable, engine_for
+from services.matching.engines import DlibEngine, EngineUnavailable, engine_for
 from services.matching.handlers import INDEXES, MatchingHandlers
 from shared.config import load_settings
 from shared.logging import get_logger
@@ -33,5 +33,7 @@ async def run(settings: MatchingSettings | None = None) -> None:
             engine=engine.name,
             model=engine.model,
             pass_threshold=engine.scale.raw_at(80.0),
+            # dlib: "numpy" (the port passed its self-check) or "dlib" (see docs/matching.md).
+            **({"descriptor": engine.descriptor_backend} if isinstance(engine, DlibEngine) else {}),
         )
         await runtime.wait_for_stop()
