@@ -13,6 +13,7 @@ thread, each loaded once per process.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import queue
@@ -186,6 +187,15 @@ def default_pool() -> ModelPool:
 
 
 # --- geometry helpers -------------------------------------------------------------------------------
+
+
+@functools.cache
+def plain(shape: tuple[int, ...], colour: tuple[int, int, int]) -> np.ndarray:
+    """A read-only uint8 image of one colour (the new background), made once per shape and colour."""
+    canvas = np.empty(shape, np.uint8)
+    canvas[...] = colour
+    canvas.flags.writeable = False
+    return canvas
 
 
 def rotation_about(center: tuple[float, float], angle_deg: float, scale: float = 1.0) -> np.ndarray:

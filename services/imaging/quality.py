@@ -160,8 +160,11 @@ class Canvas:
         for idx in (CHEEK_LEFT, CHEEK_RIGHT, NOSE_TIP):
             x, y = points[idx]
             cv2.circle(skin, (round(x), round(y)), max(2, round(0.06 * fw)), 1, -1)
-        # Lab of those pixels only: the whole canvas in Lab is computed when a measure needs it.
-        skin_pixels = to_lab(rendered.rgb[skin.astype(bool)][:, None, :])[:, 0, :]
+        # Lab of those pixels only (read inside the circles' box, in the same order): the whole canvas
+        # in Lab is computed when a measure needs it.
+        x0, y0, bw, bh = cv2.boundingRect(skin)
+        box = (slice(y0, y0 + bh), slice(x0, x0 + bw))
+        skin_pixels = to_lab(rendered.rgb[box][skin[box].astype(bool)][:, None, :])[:, 0, :]
         skin_lab = (
             np.median(skin_pixels, axis=0) if len(skin_pixels) else np.array([60.0, 15.0, 15.0], np.float32)
         )
@@ -175,6 +178,11 @@ class Canvas:
             luminance(rendered.rgb),
             skin_lab,
         )
+
+    @functools.cached_property
+    def head_top_px(self) -> float:
+        """The measured head top (:func:`measured_head_top`)."""
+        return _measured_head_top(self)
 
     @property
     def face_width(self) -> float:
@@ -288,18 +296,18 @@ def mouth_closed(analysis: Analysis, standard: PhotoStandard) -> Measure:
     )
 
 
-def _spectral_peak(rgb: np.ndarray, cx: float, cy: float) -> float:
+def _spectral_peak(grey: np.ndarray, cx: float, cy: float) -> float:
     """The strongest isolated peak of the photo's spectrum over its neighbourhood (ratio; ~3 for a
     live photo). A screen's pixel grid, its moiré and a print's halftone are periodic: sharp peaks.
 
     On a square crop (≤ 256 px, native resolution) around the face, Hann-windowed; low frequencies
     (the scene) and JPEG's 8-px block frequencies are left out.
     """
-    h, w = rgb.shape[:2]
+    h, w = grey.shape[:2]
     n = min(256, h, w) // 2 * 2
     x0 = int(np.clip(cx - n // 2, 0, w - n))
     y0 = int(np.clip(cy - n // 2, 0, h - n))
-    crop = cv2.cvtColor(rgb[y0 : y0 + n, x0 : x0 + n], cv2.COLOR_RGB2GRAY).astype(np.float32)
+    crop = grey[y0 : y0 + n, x0 : x0 + n].astype(np.float32)
     crop -= crop.mean()
     window, usable = _spectrum_masks(n)
     spectrum = cv2.dft(crop * window, flags=cv2.DFT_COMPLEX_OUTPUT)
@@ -320,12 +328,12 @@ def _spectrum_masks(n: int) -> tuple[np.ndarray, np.ndarray]:
     return window, usable
 
 
-def _frame_sides(rgb: np.ndarray) -> int:
+def _frame_sides(grey: np.ndarray) -> int:
     """How many sides of the photo hold a straight edge parallel to it across most of its length
     (a screen's bezel, a print's margin): the edge's mean signed gradient along the row or column,
     over the band's mean gradient, ≥ 5 (a live photo's sides read ≤ 2.5, a doorframe one side)."""
-    step = max(1, rgb.shape[1] // 360)  # every step-th pixel: straight long edges survive sampling
-    g = cv2.cvtColor(np.ascontiguousarray(rgb[::step, ::step]), cv2.COLOR_RGB2GRAY).astype(np.float32)
+    step = max(1, grey.shape[1] // 360)  # every step-th pixel: straight long edges survive sampling
+    g = grey[::step, ::step].astype(np.float32)
     gy = cv2.Sobel(g, cv2.CV_32F, 0, 1)
     gx = cv2.Sobel(g, cv2.CV_32F, 1, 0)
     h, w = g.shape
@@ -355,8 +363,9 @@ def recapture(analysis: Analysis, standard: PhotoStandard) -> Measure:
     rgb = analysis.photo.rgb
     h, w = rgb.shape[:2]
     cx, cy = (face.x + face.w / 2, face.y + face.h / 2) if face else (w / 2, h / 2)
-    raw = _spectral_peak(rgb, cx, cy)
-    framed = _frame_sides(rgb) >= 3
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)  # per pixel: the same as converting each crop
+    raw = _spectral_peak(grey, cx, cy)
+    framed = _frame_sides(grey) >= 3
     threshold = standard.max_recapture_peak
     text = f"<= {threshold:g} (refused >= {standard.max_recapture_peak_framed:g} with a frame)"
     score = float(np.clip(100.0 - 50.0 * raw / threshold, 0, 100))
@@ -379,7 +388,13 @@ def face_centred(c: Canvas) -> Measure:
 
 
 def measured_head_top(c: Canvas) -> float:
-    """Head top on the canvas from the final matte: the crown over the central band of the face."""
+    """Head top on the canvas from the final matte: the crown over the central band of the face.
+
+    Read by the head-top and headwear measures and the geometry: computed once per canvas."""
+    return c.head_top_px
+
+
+def _measured_head_top(c: Canvas) -> float:
     fw = c.face_width
     cx = (c.points[FACE_EDGE_LEFT, 0] + c.points[FACE_EDGE_RIGHT, 0]) / 2
     xs = np.clip(

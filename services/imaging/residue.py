@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from services.imaging.preprocess import plain
+
 # RGB histogram bins: 32 levels a channel (a bin is 8 wide), one bin of tolerance around each.
 _LEVELS = 32
 # A colour belongs to a region when at least this share of the region's pixels (or 4) fall in its bins.
@@ -285,7 +287,7 @@ def repair_residue(
     if residue.blobs.any():
         grown = cv2.dilate(residue.blobs.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         alpha[grown] = 0.0
-        rgb[grown] = background
+        cv2.copyTo(plain(rgb.shape, background), grown.astype(np.uint8), rgb)
     if residue.rims.any():
         # Only around the rims: the nearby person colour is a box mean of the solid person there.
         ys, xs = np.nonzero(residue.rims)

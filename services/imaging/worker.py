@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import cv2
+
 from services.imaging.config import ImagingSettings
 from services.imaging.handlers import INDEXES, ImagingHandlers
 from services.imaging.preprocess import ModelPool
@@ -17,6 +19,10 @@ log = get_logger(__name__)
 async def run(settings: ImagingSettings | None = None) -> None:
     settings = settings or load_settings(ImagingSettings)
     setup_logging(settings)
+    # Photos run in parallel on the pool's threads (one per core), so OpenCV's own thread pool only adds
+    # hand-off and idle spinning to each call's CPU time: one thread per call (results do not depend on
+    # it: bench/imaging/equivalence.py).
+    cv2.setNumThreads(1)
     # One model set per message in flight (prefetch), loaded once, before consuming: the first photo
     # is as fast as the rest, and /readyz only turns green once the models are there.
     pool = await asyncio.to_thread(
