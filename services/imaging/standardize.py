@@ -183,7 +183,12 @@ def _warp_photo(rgb: np.ndarray, matrix: np.ndarray, size: tuple[int, int]) -> n
 
 
 def guided_filter(
-    guide: np.ndarray, src: np.ndarray, radius: int, eps: float, fine_guide: np.ndarray | None = None
+    guide: np.ndarray,
+    src: np.ndarray,
+    radius: int,
+    eps: float,
+    fine_guide: np.ndarray | None = None,
+    needed: np.ndarray | None = None,
 ) -> np.ndarray:
     """He et al.'s guided filter with a colour guide: edges of ``src`` snap to edges of ``guide``.
 
@@ -192,6 +197,10 @@ def guided_filter(
     of the guide) it is the *fast* guided filter (He & Sun 2015): the linear coefficients, which are
     smooth, are computed at ``guide``'s size and applied to ``fine_guide``, so the output has the
     fine guide's size and edges at a quarter of the cost.
+
+    ``needed`` (bool, the output's size): only those output pixels are wanted; the per-pixel 3×3
+    systems are then solved only where they reach them (the rest of the output is not meaningful).
+    Each pixel's arithmetic is the same, so the wanted pixels are exactly what the whole would give.
     """
     ksize = (2 * radius + 1, 2 * radius + 1)
 
@@ -210,7 +219,12 @@ def guided_filter(
             var[..., a, b] = v
             var[..., b, a] = v
     var += np.eye(3, dtype=np.float32) * eps
-    coef = _solve_sym3(var, cov_ip)
+    reach = _coefficients_reaching(needed, guide.shape[:2], radius) if fine_guide is not None else None
+    if reach is None:
+        coef = _solve_sym3(var, cov_ip)
+    else:
+        coef = np.zeros_like(cov_ip)
+        coef[reach] = _solve_sym3(var[reach], cov_ip[reach])
     offset = mean_p - (coef * mean_i).sum(axis=2)
     coef, offset = box(coef), box(offset)
     if fine_guide is not None:
@@ -220,6 +234,25 @@ def guided_filter(
         guide = fine_guide
     filtered: np.ndarray = np.einsum("ijk,ijk->ij", coef, guide) + offset
     return filtered
+
+
+def _coefficients_reaching(
+    needed: np.ndarray | None, shape: tuple[int, ...], radius: int
+) -> np.ndarray | None:
+    """The coefficient pixels (at ``shape``) that the wanted fine pixels read, or None for all.
+
+    Only for a fine grid exactly twice the coefficients' (bilinear reads the two nearest coarse
+    pixels, within ±1 of x // 2), after the box filter of ``radius``; one pixel more for safety.
+    """
+    if needed is None:
+        return None
+    h, w = shape
+    if needed.shape != (2 * h, 2 * w):
+        return None
+    coarse = needed.reshape(h, 2, w, 2).any(axis=(1, 3)).astype(np.uint8)
+    size = 2 * (radius + 2) + 1
+    reach: np.ndarray = cv2.dilate(coarse, np.ones((size, size), np.uint8)).astype(bool)
+    return reach
 
 
 def _solve_sym3(m: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -394,6 +427,7 @@ def _refine_alpha(
         radius=1,
         eps=1e-3,
         fine_guide=small_rgb,
+        needed=unsure & (small_mask <= 0.97) & (small_mask >= 0.03),
     )
     refined = np.where(unsure, refined, small_mask)
     # The segmentation is confident far from the edge: keep those regions solid.
