@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import pickle
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -91,7 +90,9 @@ def _pixels(jpeg: bytes) -> np.ndarray:
     return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).astype(np.int16)
 
 
-def compare(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]], tolerance: float, max_grey: int) -> list[str]:
+def compare(
+    old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]], tolerance: float, max_grey: int
+) -> list[str]:
     problems: list[str] = []
     worst_raw = 0.0
     identical_jpegs = 0
@@ -153,7 +154,9 @@ def timing(items: list[Item], threads: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.imaging.equivalence", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.imaging.equivalence", description=__doc__.splitlines()[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("corpus")
     c.add_argument("out", type=Path)
@@ -183,7 +186,12 @@ def main() -> int:
     if args.command == "time":
         print(f"{timing(pickle.loads(args.corpus.read_bytes()), args.threads):.1f}")
         return 0
-    problems = compare(pickle.loads(args.old.read_bytes()), pickle.loads(args.new.read_bytes()), args.tolerance, args.max_grey)
+    problems = compare(
+        pickle.loads(args.old.read_bytes()),
+        pickle.loads(args.new.read_bytes()),
+        args.tolerance,
+        args.max_grey,
+    )
     for line in problems[:50]:
         print(line)
     print(f"{len(problems)} differences")

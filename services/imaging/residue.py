@@ -173,7 +173,7 @@ def _find(
     if face is not None:
         band &= ~face
     blobs = np.zeros(alpha.shape, bool)
-    if band.any() and sure_bg.sum() >= 50 and deep.sum() >= 50:
+    if band.any() and np.count_nonzero(sure_bg) >= 50 and np.count_nonzero(deep) >= 50:
         bins = _bins(source)
         ys, xs = np.nonzero(band)
         index = bins[ys, xs]
@@ -184,7 +184,7 @@ def _find(
             head[chin_row:] = False
             if features is not None:
                 head &= ~features
-            if head.sum() >= 50:
+            if np.count_nonzero(head) >= 50:
                 above = ys < chin_row
                 own[above] = _palette(bins[head])[index[above]]
         suspect = _palette(bins[sure_bg])[index] & ~own
@@ -211,6 +211,13 @@ def _find(
     return blobs, rims, bool((blobs & ~inner_limit).any())
 
 
+def half_size(image: np.ndarray) -> np.ndarray:
+    """The canvas at half size (area average), where the matte and the residue search work."""
+    h, w = image.shape[:2]
+    small: np.ndarray = cv2.resize(image, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    return small
+
+
 def find_residue(
     source: np.ndarray,
     alpha: np.ndarray,
@@ -220,6 +227,8 @@ def find_residue(
     chin_row: int | None = None,
     features: np.ndarray | None = None,
     face: np.ndarray | None = None,
+    *,
+    half_source: np.ndarray | None = None,
 ) -> Residue:
     """Blobs of old-background colour kept by the matte, and light or dark rims, near the silhouette.
 
@@ -228,7 +237,8 @@ def find_residue(
     shirt, a silver collar or a smile does not vouch for a pale window beside the hair. ``face`` (the
     face oval) is the person by definition: nothing in it is residue. A blob must touch the matte's
     outside: residue lies beside the person, never enclosed in it. Judged at half size (the matte's
-    own resolution), the masks returned at full size.
+    own resolution), the masks returned at full size. ``half_source``: ``source`` already at half size
+    (:func:`half_size`), if known.
     """
     h, w = alpha.shape
     half = (w // 2, h // 2)
@@ -242,7 +252,7 @@ def find_residue(
         return small
 
     blobs, rims, deeper = _find(
-        cv2.resize(source, half, interpolation=cv2.INTER_AREA),
+        half_size(source) if half_source is None else half_source,
         cv2.resize(alpha, half, interpolation=cv2.INTER_AREA),
         cv2.resize(rgb, half, interpolation=cv2.INTER_AREA),
         shrink(inside),  # type: ignore[arg-type]
@@ -263,7 +273,7 @@ def find_residue(
     # A rim found at half size is a line 1-2 px wide at full size: grown by a pixel within the edge.
     blobs_full, rims_found = grow(blobs), grow(rims)
     rims_full = cv2.dilate(rims_found.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    pixels = int(blobs_full.sum() + rims_found.sum())
+    pixels = np.count_nonzero(blobs_full) + np.count_nonzero(rims_found)
     rims_full &= (alpha > 0.1) & (alpha < 0.98)
     return Residue(blobs=blobs_full, rims=rims_full, pixels=pixels, reaches_deeper=deeper)
 

@@ -37,7 +37,7 @@ from services.imaging.preprocess import (
     invert_affine,
     plain,
 )
-from services.imaging.residue import find_residue, repair_residue
+from services.imaging.residue import find_residue, half_size, repair_residue
 
 
 @dataclass(frozen=True)
@@ -407,16 +407,19 @@ def _keep_person(alpha: np.ndarray, seed: tuple[int, int]) -> np.ndarray:
 
 
 def _refine_alpha(
-    source: np.ndarray, coarse: np.ndarray, seed: tuple[int, int]
+    source: np.ndarray, coarse: np.ndarray, seed: tuple[int, int], half_source: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The matte: colour sampling where the segmentation is unsure, a guided filter, no islands.
 
     Runs at half resolution and is upsampled (alpha and the old background are smooth at that
     scale; the guided filter's coefficients carry the edges). Returns alpha (full size), and at half
     size the person's colour (0-255) where the segmentation was unsure, and that region.
+    ``half_source``: ``source`` already shrunk to half size (:func:`half_size`), if known.
     """
     h, w = coarse.shape
-    small_rgb = cv2.resize(source, (w // 2, h // 2), interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
+    if half_source is None:
+        half_source = half_size(source)
+    small_rgb = half_source.astype(np.float32) / 255.0
     small_mask = cv2.resize(coarse, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
     sampled, fore, unsure = _colour_alpha(small_rgb, small_mask)
     # Fast guided filter: coefficients at quarter size (radius 1 = 12 canvas px), edges at half.
@@ -512,7 +515,9 @@ def render(analysis: Analysis, placement: Placement, standard: PhotoStandard) ->
         analysis.mask, window_to_canvas, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
     )
     nose = apply_affine(placement.matrix, analysis.landmarks[[NOSE_TIP]])[0]
-    alpha, fore, sampled = _refine_alpha(source, coarse, (round(nose[0]), round(nose[1])))
+    # The half-size canvas is where the matte and the residue search work: shrunk once for both.
+    half_source = half_size(source)
+    alpha, fore, sampled = _refine_alpha(source, coarse, (round(nose[0]), round(nose[1])), half_source)
     ones = np.ones(photo.shape[:2], np.uint8)
     inside = cv2.warpAffine(ones, placement.matrix, size, flags=cv2.INTER_NEAREST, borderValue=0).astype(bool)
     rgb = recolour(source, alpha, standard.background_rgb, fore, sampled)
@@ -521,12 +526,24 @@ def render(analysis: Analysis, placement: Placement, standard: PhotoStandard) ->
     chin, features, face = head_features(analysis.landmarks, placement, size)
     # Found and repaired; where a blob reached the band's inner limit it is looked for again after the
     # repair (what that finds is repaired too and counted as left: quality.background_residue).
-    found = find_residue(source, alpha, rgb, inside, standard.background_rgb, chin, features, face)
+    found = find_residue(
+        source, alpha, rgb, inside, standard.background_rgb, chin, features, face, half_source=half_source
+    )
     repaired, left = found.pixels, 0
     if standard.repair_residue and found.pixels:
         alpha, rgb = repair_residue(source, alpha, rgb, found, standard.background_rgb)
         if found.reaches_deeper:
-            again = find_residue(source, alpha, rgb, inside, standard.background_rgb, chin, features, face)
+            again = find_residue(
+                source,
+                alpha,
+                rgb,
+                inside,
+                standard.background_rgb,
+                chin,
+                features,
+                face,
+                half_source=half_source,
+            )
             left = again.pixels
             alpha, rgb = repair_residue(source, alpha, rgb, again, standard.background_rgb)
     elif not standard.repair_residue:
