@@ -284,32 +284,32 @@ _SAMPLE_RADIUS = 4
 
 
 def _nearest_known(
-    rgb: np.ndarray, known: np.ndarray, ys: np.ndarray, xs: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+    rgb: np.ndarray, knowns: tuple[np.ndarray, ...], ys: np.ndarray, xs: np.ndarray
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """For each pixel (ys, xs), the colour of the ``known`` pixel nearby closest to its own colour.
 
-    Returns (colours N×3, found N: a known pixel lies at one of the offsets). The nearest colour,
-    not the local mean: a background of several colours (a flag, a bookcase) is explained by one of
-    its colours, which a mean of them never is.
+    Returns, for each mask in ``knowns``, (colours N×3, found N: a known pixel lies at one of the
+    offsets). The nearest colour, not the local mean: a background of several colours (a flag, a
+    bookcase) is explained by one of its colours, which a mean of them never is. The colours at the
+    offsets and their distances are read once for all the masks; on a tie the first offset wins.
     """
     r = _SAMPLE_RADIUS
-    w = known.shape[1]
+    w = rgb.shape[1]
     stride = w + 2 * r
     flat_rgb = np.pad(rgb, ((r, r), (r, r), (0, 0)), mode="edge").reshape(-1, 3)
-    flat_known = np.pad(known, r).ravel()
-    centre = (ys + r) * stride + (xs + r)
-    pixel = rgb[ys, xs]
-    best_d = np.full(len(ys), np.inf, np.float32)
-    best_c = np.zeros((len(ys), 3), np.float32)
-    for dy, dx in _SAMPLE_OFFSETS:
-        index = centre + (dy * stride + dx)
-        colour = flat_rgb.take(index, axis=0)
-        diff = colour - pixel
-        d = np.where(flat_known.take(index), np.einsum("ij,ij->i", diff, diff), np.inf)
-        better = d < best_d
-        best_d[better] = d[better]
-        best_c[better] = colour[better]
-    return best_c, np.isfinite(best_d)
+    steps = np.array([dy * stride + dx for dy, dx in _SAMPLE_OFFSETS])
+    index = ((ys + r) * stride + (xs + r))[None, :] + steps[:, None]  # offsets × pixels
+    colour = flat_rgb.take(index, axis=0)
+    diff = colour - rgb[ys, xs]
+    distance = np.einsum("kij,kij->ki", diff, diff)
+    pixels = np.arange(len(ys))
+    found = []
+    for known in knowns:
+        d = np.where(np.pad(known, r).ravel().take(index), distance, np.inf)
+        best = np.argmin(d, axis=0)
+        hit = np.isfinite(d[best, pixels])
+        found.append((np.where(hit[:, None], colour[best, pixels], np.float32(0.0)), hit))
+    return found
 
 
 def _colour_alpha(rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -344,10 +344,9 @@ def _colour_alpha(rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nda
     slot = np.full((h // 2, w // 2), -1, np.int64)
     slot[qy, qx] = np.arange(len(qy))
     at = slot[np.minimum(ys // 2, h // 2 - 1), np.minimum(xs // 2, w // 2 - 1)]
-    samples = []
-    for known in (q_fg, q_bg):
-        colour, found = _nearest_known(q_rgb, known, qy, qx)
-        samples.append((colour[at], found[at] & (at >= 0)))
+    samples = [
+        (colour[at], found[at] & (at >= 0)) for colour, found in _nearest_known(q_rgb, (q_fg, q_bg), qy, qx)
+    ]
     (f, has_f), (b, has_b) = samples
     pixel = rgb[ys, xs]
     fb = f - b
