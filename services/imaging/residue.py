@@ -95,21 +95,29 @@ def _drop_specks(mask: np.ndarray, min_px: int) -> np.ndarray:
     return kept
 
 
-def _touching(mask: np.ndarray, other: np.ndarray) -> np.ndarray:
-    """The connected pieces of ``mask`` that touch ``other`` (8-neighbourhood)."""
-    if not mask.any():
-        return mask
-    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+def _pieces(mask: np.ndarray, other: np.ndarray, min_px: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The connected pieces of ``mask`` that touch ``other`` (8-neighbourhood) and have at least
+    ``min_px`` pixels. Returns their mask, the labels of ``mask``'s pieces, and the stats rows of the
+    kept pieces in label order, each with its label in a last column.
+
+    One labelling: keeping or dropping whole pieces leaves the others' shapes and their order (each
+    one's first pixel) as they were, so this is :func:`_drop_specks` of :func:`_touching` labelled again.
+    """
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     near = cv2.dilate(other.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    touching = np.zeros(count, bool)
-    touching[np.unique(labels[near & mask])] = True
-    touching[0] = False
-    kept: np.ndarray = touching[labels]
-    return kept
+    keep = np.zeros(count, bool)
+    keep[np.unique(labels[near & mask])] = True
+    keep &= stats[:, cv2.CC_STAT_AREA] >= min_px
+    keep[0] = False
+    ids = np.nonzero(keep)[0]
+    kept: np.ndarray = keep[labels]
+    return kept, labels, np.column_stack([stats[ids], ids.astype(stats.dtype)])  # int32, as the stats
 
 
 def _vouched_dropped(
     blobs: np.ndarray,
+    labels: np.ndarray,
+    pieces: np.ndarray,
     bins: np.ndarray,
     own: np.ndarray,
     chin_row: int | None,
@@ -120,11 +128,11 @@ def _vouched_dropped(
     A thin part of the person (a white cap's crown, a collar) is too thin to reach the deep interior
     the first test trusts; if the same colours appear on the solid person (``own``) outside the
     blob's box grown by the band (above the chin for a blob beside the head), it is the person, not
-    residue. The largest pieces are judged (the rest stay residue).
+    residue. The largest pieces are judged (the rest stay residue). ``labels`` and ``pieces``: the
+    blobs' labelling and their stats rows (label last) from :func:`_pieces`.
     """
-    if not blobs.any():
+    if len(pieces) == 0:
         return blobs
-    _, labels, stats, _ = cv2.connectedComponentsWithStats(blobs.astype(np.uint8), connectivity=8)
     kept = blobs.copy()
     head = own.copy()
     if chin_row is not None and 0 < chin_row < own.shape[0]:
@@ -133,8 +141,9 @@ def _vouched_dropped(
         False: np.bincount(bins[own], minlength=_LEVELS**3),
         True: np.bincount(bins[head], minlength=_LEVELS**3),
     }
-    for label in 1 + np.argsort(-stats[1:, cv2.CC_STAT_AREA])[:_MAX_PIECES]:
-        x, y, bw, bh = (int(v) for v in stats[label, :4])
+    for row in np.argsort(-pieces[:, cv2.CC_STAT_AREA])[:_MAX_PIECES]:
+        x, y, bw, bh = (int(v) for v in pieces[row, :4])
+        label = pieces[row, -1]
         beside_head = chin_row is not None and y + bh / 2 < chin_row
         region = head if beside_head else own
         box = (slice(max(0, y - band_px), y + bh + band_px), slice(max(0, x - band_px), x + bw + band_px))
@@ -190,8 +199,8 @@ def _find(
         suspect = _palette(bins[sure_bg])[index] & ~own
         if suspect.any():
             blobs[ys[suspect], xs[suspect]] = True
-            blobs = _drop_specks(_touching(blobs, ~person), min_px)
-            blobs = _vouched_dropped(blobs, bins, skin_and_hair, chin_row, band_px)
+            blobs, labels, pieces = _pieces(blobs, ~person, min_px)
+            blobs = _vouched_dropped(blobs, labels, pieces, bins, skin_and_hair, chin_row, band_px)
     # Rims: compare each edge pixel with the person just inside it and the new background.
     edge = (alpha > 0.15) & (alpha < 0.95) & inside
     rims = np.zeros(alpha.shape, bool)
