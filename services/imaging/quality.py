@@ -180,6 +180,12 @@ class Canvas:
         )
 
     @functools.cached_property
+    def face_luma(self) -> np.ndarray:
+        """Luminance of the pixels inside the face oval (read by two measures)."""
+        values: np.ndarray = self.luma[self.face_mask]
+        return values
+
+    @functools.cached_property
     def head_top_px(self) -> float:
         """The measured head top (:func:`measured_head_top`)."""
         return _measured_head_top(self)
@@ -580,7 +586,7 @@ def illumination_balance(c: Canvas) -> Measure:
 
 def face_brightness(c: Canvas) -> Measure:
     """Face neither too dark nor too bright (raw: mean face luminance, 0-255)."""
-    raw = float(c.luma[c.face_mask].mean()) if c.face_mask.any() else 0.0
+    raw = float(c.face_luma.mean()) if c.face_luma.size else 0.0
     s = c.standard
     m = _within("face_brightness", "face_too_dark", raw, s.min_face_luminance, s.max_face_luminance)
     if not m.passed and raw > s.max_face_luminance:
@@ -590,15 +596,20 @@ def face_brightness(c: Canvas) -> Measure:
 
 def overexposure(c: Canvas) -> Measure:
     """No blown highlights on the face (raw: share of face pixels at luminance ≥ 250)."""
-    values = c.luma[c.face_mask]
+    values = c.face_luma
     raw = float((values >= 250).mean()) if values.size else 0.0
     return _at_most("overexposure", "face_overexposed", raw, c.standard.max_clipped_share)
 
 
 def sharpness(c: Canvas) -> Measure:
     """Sharp, in focus (raw: variance of the Laplacian inside the face oval, canvas scale)."""
-    lap = cv2.Laplacian(c.luma, cv2.CV_32F, ksize=3)
-    inner = cv2.erode(c.face_mask.astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    # Only around the face (4 px beyond the oval's box): the Laplacian and the erosion read 1 and 3 px
+    # around a pixel, so inside the oval both are what they are on the whole canvas.
+    mask = c.face_mask.astype(np.uint8)
+    x, y, w, h = cv2.boundingRect(mask)
+    around = (slice(max(0, y - 4), y + h + 4), slice(max(0, x - 4), x + w + 4))
+    lap = cv2.Laplacian(c.luma[around], cv2.CV_32F, ksize=3)
+    inner = cv2.erode(mask[around], np.ones((7, 7), np.uint8)).astype(bool)
     raw = float(lap[inner].var()) if inner.any() else 0.0
     return _at_least("sharpness", "blurry", raw, c.standard.min_sharpness)
 
