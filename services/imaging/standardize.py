@@ -232,7 +232,11 @@ def guided_filter(
         coef = cv2.resize(coef, size, interpolation=cv2.INTER_LINEAR)
         offset = cv2.resize(offset, size, interpolation=cv2.INTER_LINEAR)
         guide = fine_guide
-    filtered: np.ndarray = np.einsum("ijk,ijk->ij", coef, guide) + offset
+    if reach is None or needed is None:
+        filtered: np.ndarray = np.einsum("ijk,ijk->ij", coef, guide) + offset
+        return filtered
+    filtered = np.zeros_like(offset)
+    filtered[needed] = np.einsum("ij,ij->i", coef[needed], guide[needed]) + offset[needed]
     return filtered
 
 
@@ -249,7 +253,9 @@ def _coefficients_reaching(
     h, w = shape
     if needed.shape != (2 * h, 2 * w):
         return None
-    coarse = needed.reshape(h, 2, w, 2).any(axis=(1, 3)).astype(np.uint8)
+    coarse = (needed[0::2, 0::2] | needed[1::2, 0::2] | needed[0::2, 1::2] | needed[1::2, 1::2]).astype(
+        np.uint8
+    )
     size = 2 * (radius + 2) + 1
     reach: np.ndarray = cv2.dilate(coarse, np.ones((size, size), np.uint8)).astype(bool)
     return reach
@@ -296,7 +302,7 @@ def _nearest_known(
     r = _SAMPLE_RADIUS
     w = rgb.shape[1]
     stride = w + 2 * r
-    flat_rgb = np.pad(rgb, ((r, r), (r, r), (0, 0)), mode="edge").reshape(-1, 3)
+    flat_rgb = cv2.copyMakeBorder(rgb, r, r, r, r, cv2.BORDER_REPLICATE).reshape(-1, 3)
     steps = np.array([dy * stride + dx for dy, dx in _SAMPLE_OFFSETS])
     index = ((ys + r) * stride + (xs + r))[None, :] + steps[:, None]  # offsets × pixels
     colour = flat_rgb.take(index, axis=0)
@@ -305,7 +311,8 @@ def _nearest_known(
     pixels = np.arange(len(ys))
     found = []
     for known in knowns:
-        d = np.where(np.pad(known, r).ravel().take(index), distance, np.inf)
+        padded = cv2.copyMakeBorder(known.astype(np.uint8), r, r, r, r, cv2.BORDER_CONSTANT, value=0)
+        d = np.where(padded.ravel().take(index) != 0, distance, np.inf)
         best = np.argmin(d, axis=0)
         hit = np.isfinite(d[best, pixels])
         found.append((np.where(hit[:, None], colour[best, pixels], np.float32(0.0)), hit))
