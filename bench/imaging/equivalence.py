@@ -108,6 +108,10 @@ def compare(
         ma, mb = a["measures"], b["measures"]
         if [m[:1] + m[3:] for m in ma] != [m[:1] + m[3:] for m in mb]:
             problems.append(f"{name}: verdicts differ: {ma} != {mb}")
+        types_a = [tuple(map(type, m)) for m in ma] + [type(v) for v in (a["geometry"] or {}).values()]
+        types_b = [tuple(map(type, m)) for m in mb] + [type(v) for v in (b["geometry"] or {}).values()]
+        if types_a != types_b:
+            problems.append(f"{name}: value types differ: {set(types_a) ^ set(types_b)}")
         for x, y in zip(ma, mb, strict=False):
             for i in (1, 2):
                 if (x[i] is None) != (y[i] is None):

@@ -452,7 +452,7 @@ def head_in_frame(c: Canvas) -> Measure:
 def body_in_frame(c: Canvas) -> Measure:
     """The person does not run off the original (raw: share of the canvas that is person from outside)."""
     outside_person = (~c.rendered.inside) & (c.rendered.alpha > 0.5)
-    raw = np.count_nonzero(outside_person) / outside_person.size  # the mean, exactly
+    raw = int(np.count_nonzero(outside_person)) / outside_person.size  # the mean, exactly
     return _at_most("body_in_frame", "body_cut_off", raw, c.standard.max_outside_body_share)
 
 

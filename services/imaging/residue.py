@@ -282,7 +282,7 @@ def find_residue(
     # A rim found at half size is a line 1-2 px wide at full size: grown by a pixel within the edge.
     blobs_full, rims_found = grow(blobs), grow(rims)
     rims_full = cv2.dilate(rims_found.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    pixels = np.count_nonzero(blobs_full) + np.count_nonzero(rims_found)
+    pixels = int(np.count_nonzero(blobs_full)) + int(np.count_nonzero(rims_found))
     rims_full &= (alpha > 0.1) & (alpha < 0.98)
     return Residue(blobs=blobs_full, rims=rims_full, pixels=pixels, reaches_deeper=deeper)
 
