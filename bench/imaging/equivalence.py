@@ -87,7 +87,9 @@ def run(items: list[Item]) -> dict[str, dict[str, Any]]:
 
 
 def _pixels(jpeg: bytes) -> np.ndarray:
-    return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).astype(np.int16)
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image.astype(np.int16)
 
 
 def compare(

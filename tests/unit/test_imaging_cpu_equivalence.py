@@ -23,7 +23,7 @@ from services.imaging.pipeline import check_photo
 from services.imaging.preprocess import FaceModels, ModelPool, analyse, plain
 from services.imaging.quality import Canvas, _measured_head_top, sharpness
 from services.imaging.standardize import place, render
-from tests.support import imaging_sets
+from tests.support import faces, imaging_sets
 
 STANDARD = PhotoStandard()
 PHOTOS = (1, 2, 3)  # load harness variants
@@ -74,7 +74,7 @@ def test_guided_filter_gives_the_wanted_pixels_exactly(
         needed = kwargs.pop("needed")
         assert needed.any() and not needed.all()
         whole = standardize.guided_filter(*args, **kwargs)
-        wanted = standardize.guided_filter(*args, **kwargs, needed=needed)
+        wanted = standardize.guided_filter(*args, **{**kwargs, "needed": needed})
         assert whole.shape == wanted.shape == needed.shape
         assert np.array_equal(whole[needed], wanted[needed])
 
@@ -220,7 +220,7 @@ def test_grey_of_the_photo_is_the_grey_of_each_crop() -> None:
     """The recapture measure converts the photo to grey once: per pixel, so its sampled rows and its
     crop are what converting the sample and the crop gave."""
     photos = [rgb for _, rgb, _ in imaging_sets.recapture_set()[:8]]
-    photos.append(cv2.cvtColor(cv2.imdecode(np.frombuffer(student_photo(4), np.uint8), 1), cv2.COLOR_BGR2RGB))
+    photos.append(faces.decode(student_photo(4)))
     for rgb in photos:
         grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
         step = max(1, rgb.shape[1] // 360)
