@@ -8,7 +8,8 @@ run there with ``PYTHONPATH=/tmp/imaging-old``), then ``... compare OUT/old.pkl 
 must give the same reasons, flags, measure codes, pass/advisory verdicts and geometry; raw values and
 scores within ``--tolerance`` (default 0: equal); and the standardised JPEG equal byte for byte, else its
 pixels within ``--max-grey`` grey levels (default 0). ``time CORPUS`` reports CPU ms per photo on the
-load harness's photos (process time, OpenCV on one thread unless ``--threads``).
+load harness's photos (process time, OpenCV on one thread unless ``--threads``; ``--threads -1``:
+OpenCV's default); ``profile CORPUS`` the cumulative cProfile time of each stage on them.
 """
 
 from __future__ import annotations
@@ -159,6 +160,51 @@ def timing(items: list[Item], threads: int) -> float:
     return (time.process_time() - started) * 1000 / len(load)
 
 
+# (stage, file the function is in, function): cumulative time of each in ``profile``.
+STAGES = (
+    ("whole check_photo", "pipeline", "check_photo"),
+    ("decode", "load", "open_photo"),
+    ("mediapipe's three graphs", "solution_base", "process"),
+    ("analyse (models included)", "preprocess", "analyse"),
+    ("recapture measure", "quality", "recapture"),
+    ("placement", "standardize", "place"),
+    ("render", "standardize", "render"),
+    ("render: matte", "standardize", "_refine_alpha"),
+    ("render: recolour", "standardize", "recolour"),
+    ("render: residue search", "residue", "find_residue"),
+    ("render: residue repair", "residue", "repair_residue"),
+    ("Canvas.build", "quality", "build"),
+    ("JPEG quality search", "standardize", "encode_jpeg"),
+)
+
+
+def profile(items: list[Item]) -> list[tuple[str, float]]:
+    """cProfile of the load photos (OpenCV on one thread): cumulative ms per photo of each stage."""
+    import cProfile
+    import pstats
+
+    from services.imaging.config import PhotoStandard
+    from services.imaging.pipeline import check_photo
+    from services.imaging.preprocess import FaceModels
+
+    cv2.setNumThreads(1)
+    models = FaceModels()
+    standard = PhotoStandard()
+    load = [i for i in items if i[0].startswith(("student-", "retake-", "admission"))]
+    for _, data, _ in load[:2]:
+        check_photo(data, models, standard=standard)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _, data, _ in load:
+        check_photo(data, models, standard=standard)
+    profiler.disable()
+    stats: dict[tuple[str, int, str], tuple[Any, ...]] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    return [
+        (stage, sum(v[3] for (f, _, fn), v in stats.items() if fn == name and where in f) * 1000 / len(load))
+        for stage, where, name in STAGES
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.imaging.equivalence", description=__doc__.splitlines()[0]
@@ -179,7 +225,13 @@ def main() -> int:
     t = sub.add_parser("time")
     t.add_argument("corpus", type=Path)
     t.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("profile")
+    p.add_argument("corpus", type=Path)
     args = parser.parse_args()
+    if args.command == "profile":
+        for stage, ms in profile(pickle.loads(args.corpus.read_bytes())):
+            print(f"{stage}\t{ms:.1f}")
+        return 0
     if args.command == "corpus":
         args.out.write_bytes(pickle.dumps(build_corpus(args.n_load)))
         return 0
