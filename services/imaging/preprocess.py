@@ -189,7 +189,32 @@ def default_pool() -> ModelPool:
 # --- geometry helpers -------------------------------------------------------------------------------
 
 
-@functools.cache
+# BT.601 weights times every 8-bit level, in float32 as ``0.299 * f`` computes them for a float32 ``f``.
+_LUMA_TABLES = tuple(
+    (weight * np.arange(256, dtype=np.float32)).reshape(1, 256) for weight in (0.299, 0.587, 0.114)
+)
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """BT.601 luma, float32 0-255: ``0.299 R + 0.587 G + 0.114 B`` evaluated in float32, left to right.
+
+    For 8-bit RGB each product is looked up in a table of the same float32 products and the sums are
+    the same float32 additions, so the result is exactly the float formula's, without converting the
+    image to float first.
+    """
+    if rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3:
+        r, g, b = cv2.split(rgb)
+        tables = _LUMA_TABLES
+        summed: np.ndarray = cv2.add(
+            cv2.add(cv2.LUT(r, tables[0]), cv2.LUT(g, tables[1])), cv2.LUT(b, tables[2])
+        )
+        return summed
+    f = rgb.astype(np.float32)
+    formula: np.ndarray = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+    return formula
+
+
+@functools.lru_cache(maxsize=8)
 def plain(shape: tuple[int, ...], colour: tuple[int, int, int]) -> np.ndarray:
     """A read-only uint8 image of one colour (the new background), made once per shape and colour."""
     canvas = np.empty(shape, np.uint8)

@@ -40,6 +40,7 @@ from services.imaging.preprocess import (
     Analysis,
     apply_affine,
     invert_affine,
+    luma,
 )
 from services.imaging.standardize import Placement, Rendered
 
@@ -112,10 +113,8 @@ def _within(code: str, reason: str, raw: float, lo: float, hi: float, unit: str 
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma, float32 0-255."""
-    f = rgb.astype(np.float32)
-    luma: np.ndarray = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
-    return luma
+    """BT.601 luma, float32 0-255 (:func:`services.imaging.preprocess.luma`)."""
+    return luma(rgb)
 
 
 def to_lab(rgb: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from services.imaging.preprocess import luma as _luma
 from services.imaging.preprocess import plain
 
 # RGB histogram bins: 32 levels a channel (a bin is 8 wide), one bin of tolerance around each.
@@ -76,12 +77,6 @@ def _present(counts: np.ndarray, n: int) -> np.ndarray:
         grown = shifted
     dilated: np.ndarray = grown.ravel()
     return dilated
-
-
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    f = rgb.astype(np.float32)
-    luma: np.ndarray = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
-    return luma
 
 
 def _drop_specks(mask: np.ndarray, min_px: int) -> np.ndarray:
@@ -306,7 +301,7 @@ def repair_residue(
     if residue.blobs.any():
         grown = cv2.dilate(residue.blobs.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         alpha[grown] = 0.0
-        cv2.copyTo(plain(rgb.shape, background), grown.astype(np.uint8), rgb)
+        cv2.copyTo(plain(rgb.shape, tuple(background)), grown.astype(np.uint8), rgb)
     if residue.rims.any():
         # Only around the rims: the nearby person colour is a box mean of the solid person there.
         ys, xs = np.nonzero(residue.rims)

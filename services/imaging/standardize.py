@@ -468,7 +468,7 @@ def recolour(
     # Pure background is exactly the reference colour (no texture of the old wall left), the solid
     # person is untouched; only the edge band (a few % of the canvas) is computed.
     result = source.copy()
-    cv2.copyTo(plain(source.shape, background), (alpha < 0.02).astype(np.uint8), result)
+    cv2.copyTo(plain(source.shape, tuple(background)), (alpha < 0.02).astype(np.uint8), result)
     ys, xs = np.nonzero((alpha >= 0.02) & (alpha < 1.0))
     if ys.size == 0:
         return result

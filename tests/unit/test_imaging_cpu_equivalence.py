@@ -20,7 +20,7 @@ from services.imaging import residue, standardize
 from services.imaging.config import PhotoStandard
 from services.imaging.load import open_photo
 from services.imaging.pipeline import check_photo
-from services.imaging.preprocess import FaceModels, ModelPool, analyse, plain
+from services.imaging.preprocess import FaceModels, ModelPool, analyse, luma, plain
 from services.imaging.quality import Canvas, _measured_head_top, sharpness
 from services.imaging.standardize import place, render
 from tests.support import faces, imaging_sets
@@ -256,3 +256,16 @@ def test_results_do_not_depend_on_opencv_threads(models: FaceModels) -> None:
     # Plain Python values, as the events and the CLI's JSON need them.
     assert all(type(m.passed) is bool and type(m.advisory) is bool for m in one.measures)
     assert all(m.raw is None or type(m.raw) is float for m in one.measures)
+
+
+def test_luma_is_the_float_formula_for_every_colour() -> None:
+    """All 2^24 8-bit colours: the table lookup gives the float32 formula's value bit for bit."""
+    levels = np.arange(256, dtype=np.uint8)
+    g, b = np.meshgrid(levels, levels, indexing="ij")
+    for red in range(256):
+        rgb = np.dstack([np.full_like(g, red), g, b])
+        f = rgb.astype(np.float32)
+        expected = 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+        assert np.array_equal(luma(rgb), expected)
+    odd = np.random.default_rng(0).random((5, 7, 3)).astype(np.float32) * 255  # not 8-bit: the formula
+    assert np.array_equal(luma(odd), 0.299 * odd[..., 0] + 0.587 * odd[..., 1] + 0.114 * odd[..., 2])
