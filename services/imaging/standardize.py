@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -210,22 +211,18 @@ def guided_filter(
     mean_i = box(guide)
     mean_p = box(src)
     mean_ip = box(guide * src[..., None])
-    cov_ip = mean_ip - mean_i * mean_p[..., None]
-    # Per-pixel 3×3 covariance of the guide, regularised by eps.
-    var = np.empty((*guide.shape[:2], 3, 3), np.float32)
-    for a in range(3):
-        for b in range(a, 3):
-            v = box(guide[..., a] * guide[..., b]) - mean_i[..., a] * mean_i[..., b]
-            var[..., a, b] = v
-            var[..., b, a] = v
-    var += np.eye(3, dtype=np.float32) * eps
     reach = _coefficients_reaching(needed, guide.shape[:2], radius) if fine_guide is not None else None
     if reach is None:
-        coef = _solve_sym3(var, cov_ip)
+        cov_ip = mean_ip - mean_i * mean_p[..., None]
+        coef = _solve_sym3(_covariance(guide, mean_i, eps, box, None), cov_ip)
+        offset = mean_p - (coef * mean_i).sum(axis=2)
     else:
-        coef = np.zeros_like(cov_ip)
-        coef[reach] = _solve_sym3(var[reach], cov_ip[reach])
-    offset = mean_p - (coef * mean_i).sum(axis=2)
+        # The same per-pixel arithmetic, on the coefficient pixels that reach the wanted ones only.
+        mi, mp = mean_i[reach], mean_p[reach]
+        coef_r = _solve_sym3(_covariance(guide, mean_i, eps, box, reach), mean_ip[reach] - mi * mp[:, None])
+        coef, offset = np.zeros_like(mean_i), np.zeros_like(mean_p)
+        coef[reach] = coef_r
+        offset[reach] = mp - (coef_r * mi).sum(axis=1)
     coef, offset = box(coef), box(offset)
     if fine_guide is not None:
         size = (fine_guide.shape[1], fine_guide.shape[0])
@@ -238,6 +235,26 @@ def guided_filter(
     filtered = np.zeros_like(offset)
     filtered[needed] = np.einsum("ij,ij->i", coef[needed], guide[needed]) + offset[needed]
     return filtered
+
+
+def _covariance(
+    guide: np.ndarray,
+    mean_i: np.ndarray,
+    eps: float,
+    box: Callable[[np.ndarray], np.ndarray],
+    where: np.ndarray | None,
+) -> np.ndarray:
+    """Per-pixel 3×3 covariance of the guide, regularised by eps (…×3×3), at ``where`` (bool) or everywhere."""
+    mi = mean_i if where is None else mean_i[where]
+    var = np.empty((*mi.shape[:-1], 3, 3), np.float32)
+    for a in range(3):
+        for b in range(a, 3):
+            product = box(guide[..., a] * guide[..., b])
+            v = (product if where is None else product[where]) - mi[..., a] * mi[..., b]
+            var[..., a, b] = v
+            var[..., b, a] = v
+    var += np.eye(3, dtype=np.float32) * eps
+    return var
 
 
 def _coefficients_reaching(
