@@ -124,7 +124,7 @@ STUDENTS ?= 400
 RATE ?= 1.2
 FAULTS ?=
 DURATION ?= $(if $(FAULTS),180,90)
-KNEE ?= 1.25,1.5,1.75,2,2.5,3
+KNEE ?= 1.25,1.5,1.75,2,2.5,3,3.5,4
 load: $(STAMP)
 	$(BIN)/python -m bench.load --students $(STUDENTS) --rate $(RATE) --duration $(DURATION) \
 		$(if $(FAULTS),--faults,--knee $(KNEE) --profile)
