@@ -165,12 +165,22 @@ MESSAGES = {"codec": 1, "imaging": 1, "matching": 1, "notify": 2}
 
 
 def verdict_text(figures: dict[str, Any], per_student: dict[str, float]) -> str:
-    """The target of issue 9 against what was measured, and where the CPU goes."""
+    """The target of issue 9 against what was measured, and where the CPU goes. With a knee search, at the
+    knee (the highest flat step: its photos/s and p95s); without one, at the steady phase's rate."""
     p95 = figures["latency"]
+    at_knee = [
+        s for s in figures.get("knee_steps") or [] if s.get("flat") and s.get("rate") == figures.get("knee")
+    ]
+    if at_knee:
+        step = at_knee[-1]
+        photos_per_s, p95_std, p95_match = step["photos_per_s"], step["p95_std"], step["p95_match"]
+    else:
+        photos_per_s = figures["photos_per_s"]
+        p95_std, p95_match = p95["upload→standardised"][95], p95["submit→matched"][95]
     met = (
-        figures["photos_per_s"] >= 3
-        and p95["upload→standardised"][95] <= TARGETS["upload→standardised"]
-        and p95["submit→matched"][95] <= TARGETS["submit→matched"]
+        photos_per_s >= 3
+        and p95_std <= TARGETS["upload→standardised"]
+        and p95_match <= TARGETS["submit→matched"]
     )
     total = sum(per_student.values()) or 1.0
     ranked = sorted(per_student.items(), key=lambda kv: -kv[1])
@@ -179,7 +189,13 @@ def verdict_text(figures: dict[str, Any], per_student: dict[str, float]) -> str:
     cores = os.cpu_count() or 1
     return (
         f"**Target (≥ 3 photos/s end to end, p95 upload→standardised ≤ 2 s, submit→matched ≤ 1.5 s): "
-        f"{'met' if met else 'not met'} on this machine.** "
+        f"{'met' if met else 'not met'} on this machine"
+        + (
+            f" (at the knee: {photos_per_s:.2f} photos/s, p95 {p95_std:.2f} s and {p95_match:.2f} s)"
+            if at_knee
+            else ""
+        )
+        + ".** "
         + (f"The knee is {knee:g} arrivals/s. " if knee is not None else "")
         + f"A journey costs {total:.2f} CPU-seconds across all processes, so {cores} cores carry at most "
         f"{cores / total:.2f} journeys/s whatever the split; the CPU goes to {shares}. Each worker is one "
