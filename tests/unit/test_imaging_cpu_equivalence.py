@@ -8,7 +8,7 @@ by ``python -m bench.imaging.equivalence`` against the previous tree (docs/imagi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import cv2
@@ -20,21 +20,13 @@ from services.imaging import residue, standardize
 from services.imaging.config import PhotoStandard
 from services.imaging.load import open_photo
 from services.imaging.pipeline import check_photo
-from services.imaging.preprocess import FaceModels, ModelPool, analyse, luma, plain
+from services.imaging.preprocess import FaceModels, analyse, luma, plain
 from services.imaging.quality import Canvas, _measured_head_top, sharpness
 from services.imaging.standardize import place, render
 from tests.support import faces, imaging_sets
 
 STANDARD = PhotoStandard()
 PHOTOS = (1, 2, 3)  # load harness variants
-
-
-@pytest.fixture(scope="module")
-def models() -> Iterator[FaceModels]:
-    pool = ModelPool(1)
-    with pool.borrow() as m:
-        yield m
-    pool.close()
 
 
 def _captured(

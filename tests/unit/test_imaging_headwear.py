@@ -8,26 +8,16 @@ full set and its precision/recall are in bench/RESULTS.md (python -m bench.imagi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
 from services.imaging.config import PhotoStandard
 from services.imaging.pipeline import check_photo
-from services.imaging.preprocess import FaceModels, ModelPool
+from services.imaging.preprocess import FaceModels
 from tests.support import imaging_sets
 from tests.support.faces import jpeg
 
 STANDARD = PhotoStandard()
-
-
-@pytest.fixture(scope="module")
-def models() -> Iterator[FaceModels]:
-    pool = ModelPool(1)
-    with pool.borrow() as m:
-        yield m
-    pool.close()
 
 
 @pytest.fixture(scope="module")

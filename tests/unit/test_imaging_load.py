@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import zlib
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -13,18 +12,10 @@ from PIL import Image
 from services.imaging.config import PhotoStandard
 from services.imaging.load import PhotoError, choose_reduction, open_photo
 from services.imaging.pipeline import check_photo
-from services.imaging.preprocess import FaceModels, ModelPool
+from services.imaging.preprocess import FaceModels
 from tests.support import faces
 
 STANDARD = PhotoStandard()
-
-
-@pytest.fixture(scope="module")
-def models() -> Iterator[FaceModels]:
-    pool = ModelPool(1)
-    with pool.borrow() as m:
-        yield m
-    pool.close()
 
 
 def pil_bytes(img: Image.Image, fmt: str, **kwargs) -> bytes:

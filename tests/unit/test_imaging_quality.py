@@ -7,7 +7,7 @@ Each case runs the whole pipeline and looks at one measure, so a measure is test
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ import pytest
 from services.imaging.config import PhotoStandard
 from services.imaging.messages import REJECTION_MESSAGES
 from services.imaging.pipeline import Report, check_photo
-from services.imaging.preprocess import FaceModels, ModelPool
+from services.imaging.preprocess import FaceModels
 from services.imaging.quality import (
     ALBUM_MEASURES,
     ANALYSIS_MEASURES,
@@ -30,14 +30,6 @@ from services.imaging.standardize import Placement, place, render
 from tests.support import faces, matching_faces
 
 STANDARD = PhotoStandard()
-
-
-@pytest.fixture(scope="module")
-def models() -> Iterator[FaceModels]:
-    pool = ModelPool(1)
-    with pool.borrow() as m:
-        yield m
-    pool.close()
 
 
 def run(models: FaceModels, img: np.ndarray, source: str = "camera") -> Report:

@@ -8,15 +8,13 @@ pipeline on photos with objects reaching into the hair and a bright wall behind 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import cv2
 import numpy as np
 import pytest
 
 from services.imaging.config import PhotoStandard
 from services.imaging.pipeline import check_photo
-from services.imaging.preprocess import FaceModels, ModelPool
+from services.imaging.preprocess import FaceModels
 from services.imaging.quality import Canvas, background_residue, to_lab
 from services.imaging.residue import find_residue, repair_residue
 from services.imaging.standardize import Rendered, head_features, place, render
@@ -25,14 +23,6 @@ from tests.support.faces import jpeg
 
 STANDARD = PhotoStandard()
 BLUE = STANDARD.background_rgb
-
-
-@pytest.fixture(scope="module")
-def models() -> Iterator[FaceModels]:
-    pool = ModelPool(1)
-    with pool.borrow() as m:
-        yield m
-    pool.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import io
-from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -20,7 +19,6 @@ from services.imaging.preprocess import (
     IRIS_LEFT,
     IRIS_RIGHT,
     FaceModels,
-    ModelPool,
     analyse,
 )
 from services.imaging.quality import delta_e, to_lab
@@ -33,14 +31,6 @@ BLUE = np.array(STANDARD.background_rgb, np.float32)
 _BASE = [16, 11, 12, 14, 12, 10, 16, 14, 13, 14, 18, 17, 16, 19, 24, 40, 26, 24, 22, 22, 24, 49, 35, 37, 29, 40,
          58, 51, 61, 60, 57, 51, 56, 55, 64, 72, 92, 78, 64, 68, 87, 69, 55, 56, 80, 109, 81, 87, 95, 98, 103, 104,
          103, 62, 77, 113, 121, 112, 100, 120, 92, 101, 103, 99]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def models() -> Iterator[FaceModels]:
-    pool = ModelPool(1)
-    with pool.borrow() as m:
-        yield m
-    pool.close()
 
 
 def estimate_quality(jpeg: bytes) -> int:
