@@ -516,10 +516,12 @@ function fieldSchema(schema, path) {
 
 const shown = (value) => (value === undefined ? "（未设置）" : typeof value === "string" ? value : JSON.stringify(value));
 
-/** The settings form of one school: returns the element; `onSaved(config)` after a save. */
-function settingsForm(code, config, schema, canEdit, onSaved) {
+/** The settings form of one school: returns the element; `onSaved(config)` after a save; `notice` is shown
+ *  in its status line (the page re-renders the form after a save, so the confirmation must outlive it). */
+function settingsForm(code, config, schema, canEdit, onSaved, notice = "") {
   const inputs = new Map(); // path -> {field, read(), error}
   const box = h("p.status");
+  if (notice) flash(box, notice, "ok");
   const diffBox = h("div.diff");
   const rows = SETTINGS_FIELDS.map((f) => {
     const rule = fieldSchema(schema, f.path);
@@ -620,7 +622,7 @@ function settingsForm(code, config, schema, canEdit, onSaved) {
         const saved = await put(`/schools/${seg(code)}`, next);
         clear(diffBox);
         flash(box, "配置已保存", "ok");
-        onSaved(saved);
+        onSaved(saved, "配置已保存");
       } catch (err) {
         confirm.disabled = false;
         const fields = (err.details && err.details.fields) || [];
@@ -665,7 +667,7 @@ export function schoolsPage(root, ctx) {
     }
   }
 
-  async function show(code) {
+  async function show(code, notice = "") {
     let config;
     try {
       config = await get(`/schools/${seg(code)}`);
@@ -682,7 +684,7 @@ export function schoolsPage(root, ctx) {
         return;
       }
     }
-    const form = settingsForm(code, config, schema, ctx.role === "admin", () => show(code));
+    const form = settingsForm(code, config, schema, ctx.role === "admin", (_saved, done) => show(code, done), notice);
     const editor = h("textarea.config", { rows: "24", spellcheck: "false", readonly: ctx.role !== "admin" ? "readonly" : null });
     editor.value = JSON.stringify(config, null, 2);
     const save = h("button", { type: "button", hidden: ctx.role !== "admin" }, "保存配置");
