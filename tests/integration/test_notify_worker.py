@@ -148,9 +148,12 @@ async def test_redelivery_sends_one_message(env, database) -> None:
         assert await database.db["processed_events"].count_documents({"consumer": "notify"}) == 0
 
 
-async def test_a_copy_arriving_while_another_sends_waits_for_its_answer(env, database) -> None:
+@pytest.mark.parametrize("attempt", [1, 2])
+async def test_a_copy_arriving_while_another_sends_waits_for_its_answer(env, database, attempt: int) -> None:
     """A `sending` record younger than the grace belongs to a live sender: the copy is deferred (not counted
-    as an attempt), finds the answer when it looks again, and neither sends nor marks the message unknown."""
+    as an attempt), finds the answer when it looks again, and neither sends nor marks the message unknown.
+    Attempt 1's record is inserted; a later attempt's is `$set` over `retrying`, as the handler writes them
+    (nx-27017 hands a datetime written by a top-level `$set` back as text: still a time, not "no time")."""
     async with (
         running_sandbox(shared_keyset()) as sandbox,
         notify_worker(env, sandbox, bus_retry_delay_ms=300) as worker,
@@ -161,10 +164,15 @@ async def test_a_copy_arriving_while_another_sends_waits_for_its_answer(env, dat
         busy, ok = _handled("busy"), _handled("ok")
         now = datetime.now(UTC)
         # Another replica's attempt, recorded just now and still waiting for WeChat's answer.
+        state = "sending" if attempt == 1 else "retrying"
         await database.db["notifications"].insert_one(
-            {"_id": event.id, "kind": "review_approved", "state": "sending", "attempts": 1, "history": [],
-             "created_at": now, "updated_at": now}
+            {"_id": event.id, "kind": "review_approved", "state": state, "attempts": max(1, attempt - 1),
+             "history": [], "created_at": now, "updated_at": now}
         )  # fmt: skip
+        if attempt > 1:
+            await database.db["notifications"].update_one(
+                {"_id": event.id}, {"$set": {"state": "sending", "attempts": attempt, "updated_at": now}}
+            )
         await worker.runtime.bus.publish(event)
         await eventually(lambda: _true_when(_handled("busy") - busy, 2))
         assert (await database.db["notifications"].find_one({"_id": event.id}))["state"] == "sending"
