@@ -25,7 +25,9 @@ PHONE_KEYS = frozenset({"phone", "phone_number", "mobile", "purephonenumber", "p
 STUDENT_NUMBER_KEYS = frozenset({"student_number", "student_no", "xh"})
 ID_KEYS = frozenset({"id_last4", "id_masked", "id_number", "id_card", "certificate_number"})
 # A WeChat account: openid (per mini-program) and unionid (per developer account) identify a person.
-OPENID_KEYS = frozenset({"openid", "owner_openid", "payer_openid", "unionid", "sp_openid", "sub_openid"})
+OPENID_KEYS = frozenset(
+    {"openid", "owner_openid", "active_owner", "payer_openid", "unionid", "sp_openid", "sub_openid"}
+)
 # Text written by code that did not mean it for a log: exception messages and tracebacks.
 EXCEPTION_KEYS = frozenset({"event", "exception", "exc", "error", "traceback", "stack"})
 # A student's id is `<school code>:<student number>`: the school stays readable, the number is masked.

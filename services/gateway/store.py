@@ -94,6 +94,26 @@ class Applications:
             {"owner_openid": openid, "merged_into": {"$exists": False}}, {"outbox": 0}
         )
 
+    async def release_left_behind_owner(self, openid: str) -> int:
+        """Clear `active_owner` where it no longer names who acts for the application: unbound or merged
+        by a gateway from before the field (a rolling deploy), which left it set and so held the account's
+        one slot in the unique index. A live one (owned by `openid`, not merged) is never matched: every
+        write since the field sets `owner_openid` and `active_owner` together. Returns how many."""
+        released = 0
+        # Judged here, not by `$ne` in an update's filter: nx-27017's updates do not match a null field by
+        # `$ne` (its find does; docs/architecture.md).
+        fields = {"owner_openid": 1, "merged_into": 1, "version": 1}
+        async for doc in self.collection.find({"active_owner": openid}, fields):
+            if doc.get("owner_openid") == openid and "merged_into" not in doc:
+                continue  # the application the account acts for
+            # Guarded by the version: a take-over meanwhile (which sets both fields) is not undone.
+            written = await self.collection.update_one(
+                {"_id": doc["_id"], "active_owner": openid, "version": doc.get("version")},
+                {"$set": {"active_owner": None}},
+            )
+            released += written.modified_count
+        return released
+
     async def create(self, document: Document, *events: Envelope) -> None:
         now = stamp()
         created = {"version": 1, "created_at": now, "updated_at": now, **document}

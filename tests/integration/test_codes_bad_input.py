@@ -248,3 +248,33 @@ async def test_the_store_refuses_a_second_application_an_account_acts_for(env):
             {"_id": "a4", "owner_openid": "o-x", "active_owner": "o-x", "state": "code_submitted"}
         )
         assert await applications.count_documents({"active_owner": "o-x"}) == 1
+
+
+@pytest.mark.parametrize(
+    "left_behind",
+    [
+        {"owner_openid": None},  # unbound by a gateway from before the field (a rolling deploy)
+        {"merged_into": "a-continued"},  # merged by one: still readable by its account, no longer its own
+    ],
+)
+async def test_an_active_owner_left_behind_does_not_lock_the_account_out(env, left_behind):
+    """`active_owner` left on an application the account no longer acts for (written by a replica from before
+    the field, which unbound or merged without clearing it) held the index's slot: every first scan of that
+    account answered 409 busy, for good. The scan releases such a slot (never a live one) and goes on."""
+    async with running_system(env) as system:
+        student = await system.student()
+        applications = system.gateway.database.db["applications"]
+        await applications.insert_one(
+            {"_id": "a-old", "owner_openid": student.openid, "active_owner": student.openid,
+             "state": "paid", **left_behind}
+        )  # fmt: skip
+        payload = {**CLAIM, "agreed": True, "qr_text": code_text()}
+        status, body = await student.request(
+            "POST", "/api/v1/codes", json=payload, headers={"Idempotency-Key": "wx-left-behind-01"}
+        )
+        assert status == 202, body
+        assert body["application_id"] != "a-old"
+        old = await applications.find_one({"_id": "a-old"})
+        assert old["active_owner"] is None
+        assert old.get("owner_openid") == left_behind.get("owner_openid", student.openid)  # nothing else
+        assert await applications.count_documents({"active_owner": student.openid}) == 1

@@ -657,6 +657,23 @@ def test_every_console_role_sees_the_openids_prepay_id_and_payer_in_the_history(
     assert "oSTUDENT" in admin and "wx123" in admin and "outbox" not in admin
 
 
+def test_the_active_owner_is_an_openid_to_the_console():
+    """`active_owner` holds the account's openid (domain/binding.py): admin-only like `owner_openid`, also
+    where it is the only field naming that account (left on an unbound application by an older gateway)."""
+    from services.gateway.console.operators import Role
+    from services.gateway.console.students import project_history
+
+    related: dict[str, list[dict[str, str]]] = {"codes": [], "photos": [], "matches": [], "notifications": []}
+    owned = {"_id": "a1", "state": "paid", "owner_openid": "oSTUDENT", "active_owner": "oSTUDENT"}
+    left = {"_id": "a2", "state": "paid", "owner_openid": None, "active_owner": "oLEFT", "note": "by oLEFT"}
+    for role in (Role.REVIEWER, Role.SUPPORT):
+        for application in (owned, left):
+            shown = project_history(application, related, role).model_dump_json()
+            for secret in ("oSTUDENT", "oLEFT", "active_owner"):
+                assert secret not in shown, (role, application["_id"], secret)
+    assert "oLEFT" in project_history(left, related, Role.ADMIN).model_dump_json()
+
+
 def test_the_order_part_is_typed_by_the_money_decisions():
     from services.gateway.domain.orders import OrderStatus
 

@@ -188,7 +188,11 @@ async def _scan(
                 await request.app[BLOBS].delete(blob_id)
             if raced:
                 raise ApiError(409, "busy") from None
-            log.info("first scan raced another: applied to the application it opened")
+            if await applications.release_left_behind_owner(who.openid):
+                # Not a race: a slot left by a replica from before `active_owner` (store.py), now freed.
+                log.warning("first scan found active_owner left on an application the account left; released")
+            else:
+                log.info("first scan raced another: applied to the application it opened")
             return await _scan(request, who, submission, image, content_type, raced=True)
         written = Application.from_doc({**document, "version": 1})
     else:

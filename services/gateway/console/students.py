@@ -36,6 +36,7 @@ HIDDEN_FIELDS = {"outbox", "qr_text", "session_key", "phone_encrypted"}
 # they are left out, and any other field holding one of the application's openids reads "<hidden>".
 ADMIN_ONLY_FIELDS = {
     "owner_openid",
+    "active_owner",
     "openid",
     "payer_openid",
     "payer",
@@ -43,7 +44,7 @@ ADMIN_ONLY_FIELDS = {
     "touser",
     "created_by_openid",
 }
-OPENID_FIELDS = ("owner_openid", "payer_openid", "created_by", "openid", "touser")
+OPENID_FIELDS = ("owner_openid", "active_owner", "payer_openid", "created_by", "openid", "touser")
 
 
 class ApplicationSummary(BaseModel):
