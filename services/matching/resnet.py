@@ -24,6 +24,7 @@ only its four dimensions.
 from __future__ import annotations
 
 import ctypes
+import math
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +147,13 @@ class _Reader:
         mantissa, exponent = self.integer(), self.integer()
         if abs(exponent) >= 32000:  # dlib's markers for inf / -inf / nan
             raise self.fail("non-finite number")
-        return float(mantissa * 2.0**exponent)
+        try:
+            value = float(mantissa * 2.0**exponent)
+        except OverflowError:
+            value = math.inf
+        if not math.isfinite(value):  # no double dlib writes is out of range: another file
+            raise self.fail(f"number out of range ({mantissa} * 2^{exponent})")
+        return value
 
     def flag(self) -> bool:
         value = self._take(1)

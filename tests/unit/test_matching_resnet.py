@@ -156,6 +156,26 @@ def test_an_unreadable_model_falls_back_to_dlib(monkeypatch: pytest.MonkeyPatch)
     assert DlibEngine().descriptor_backend == "dlib"
 
 
+def test_a_number_out_of_range_is_a_format_error() -> None:
+    # mantissa 1, exponent 2000: finite in no double (dlib writes inf and nan as exponents >= 32000).
+    with pytest.raises(resnet.ModelFormatError, match="out of range"):
+        resnet._Reader(b"\x01\x01\x02\xd0\x07").number()
+    assert resnet._Reader(b"\x01\x03\x81\x01").number() == 1.5  # 3 * 2^-1
+
+
+def test_a_port_that_fails_at_load_falls_back_to_dlib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever goes wrong in the port at load (not only a format error), dlib computes descriptors."""
+
+    def broken(network: resnet.Network, chip: Chip) -> np.ndarray:
+        raise MemoryError
+
+    monkeypatch.setattr(resnet, "forward", broken)
+    engine = DlibEngine()
+    assert engine.descriptor_backend == "dlib"
+    chip = resnet.self_check_chip()
+    assert np.array_equal(engine.embed(chip), engine.dlib_descriptor(chip))
+
+
 def test_dlib_can_be_chosen_outright() -> None:
     engine = DlibEngine(descriptor="dlib")
     assert engine.descriptor_backend == "dlib"
