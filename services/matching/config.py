@@ -35,7 +35,8 @@ class MatchingSettings(Settings):
     # HOG detector's 80 px window); landmarks and the embedding use the full-resolution image.
     matching_dlib_detect_max_side: int = Field(default=640, ge=160, le=4096)
     # dlib: who computes the 128-d descriptor. `numpy`: services/matching/resnet.py (the same weights and
-    # output, ~7x less CPU; falls back to dlib if its load-time self-check fails); `dlib`: dlib itself.
+    # output, ~6x less CPU: 0.16x in make bench-matching; falls back to dlib if its load-time self-check
+    # fails); `dlib`: dlib itself.
     matching_dlib_descriptor: Literal["numpy", "dlib"] = "numpy"
     # Where the score scale puts the pass mark 80 (see docs/matching.md for the sources).
     matching_dlib_pass_distance: float = Field(default=0.6, gt=0, lt=1.0)

@@ -2,7 +2,7 @@
 
 - `DlibEngine`: dlib's HOG detector, 5-point shape predictor and ResNet descriptor, with the CC0
   models bundled in the `face-recognition-models` wheel. Works offline: the default. The descriptor
-  network runs in numpy (`resnet.py`: the same weights file, the same output, ~7× less CPU than the
+  network runs in numpy (`resnet.py`: the same weights file, the same output, ~6× less CPU than the
   PyPI dlib build, which has no BLAS), checked against dlib itself on one chip at every load.
 - `InsightFaceEngine`: an insightface model pack (SCRFD detector + ArcFace recogniser, e.g. buffalo_l)
   read from a configured directory and run with onnxruntime. The pre-processing is insightface's own
@@ -168,7 +168,7 @@ class DlibEngine(FaceEngine):
         """The numpy port of the descriptor network, or None (dlib computes descriptors) if the weights
         file is not the network it implements or its descriptor on the self-check chip differs from
         dlib's by more than DESCRIPTOR_TOLERANCE. Either is logged as an error: the service stays correct
-        (dlib is the reference) but needs ~7× the CPU per descriptor.
+        (dlib is the reference) but needs ~6× the CPU per descriptor.
         """
         try:
             network = resnet.parse(data)

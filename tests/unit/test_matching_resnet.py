@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import io
 import itertools
-import time
 from pathlib import Path
 
 import numpy as np
@@ -97,10 +96,9 @@ def test_every_pair_scores_the_same_to_the_hundredth(
     assert sum(d > 0 for d in differences) <= len(differences) // 50
 
 
-def test_the_weights_load_fast_and_fully() -> None:
-    started = time.process_time()
+def test_the_weights_load_fully() -> None:
+    # (Its load time, 40-60 ms of CPU, is in bench/RESULTS.md: tests never fail on timing.)
     network = resnet.load(WEIGHTS)
-    assert time.process_time() - started < 1.0
     assert network.mean_rgb == pytest.approx((122.782, 117.001, 104.298), abs=1e-4)
     assert network.fc.shape == (256, 128)
     convs = [s.conv for s in network.steps if s.kind == "conv"]
