@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import AsyncMongoClient, IndexModel
@@ -68,3 +69,16 @@ class Database:
 
     async def close(self) -> None:
         await self.client.close()
+
+
+def stored_time(value: Any) -> datetime | None:
+    """A stored time as an aware UTC datetime, or None when it is not one. nx-27017 hands a time written by a
+    top-level `$set` back as naive ISO text (docs/architecture.md): that is still the time."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -28,7 +28,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bson import ObjectId
@@ -40,7 +40,7 @@ from services.gateway.domain.change import Change
 from services.gateway.domain.retention import ABANDONED_STATES, BLOB_FIELDS
 from services.gateway.store import Applications
 from shared.blobs import BlobNotFound, BlobStore
-from shared.db import Database, Document
+from shared.db import Database, Document, stored_time
 from shared.events import utcnow
 from shared.logging import get_logger
 
@@ -49,16 +49,8 @@ log = get_logger(__name__)
 Clock = Callable[[], datetime]
 
 
-def as_utc(value: Any) -> datetime | None:
-    """A stored time as an aware UTC datetime (nx-27017 may hand back ISO text; see docs/architecture.md)."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+# A stored time as an aware UTC datetime (nx-27017 may hand back ISO text): shared.db.stored_time.
+as_utc = stored_time
 
 
 async def application_blob_ids(database: Database, application: Document) -> set[str]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter, Histogram
@@ -29,7 +28,7 @@ from services.notify.outcomes import FINAL, State, Verdict, classify, offending_
 from services.notify.ratelimit import SendPace
 from services.notify.render import MessageFacts, render
 from shared.bus import Defer, PermanentError, Subscription
-from shared.db import Database, Document
+from shared.db import Database, Document, stored_time
 from shared.events import Envelope, MatchScored, OrderPaid, ReviewDecided, utcnow
 from shared.logging import get_logger
 from shared.wechat.errors import WeChatError
@@ -170,7 +169,8 @@ class NotifyHandlers:
         """False when an earlier delivery of this event settled it, or may have reached WeChat."""
         state = existing.get("state")
         if state == State.SENDING:
-            since = _as_utc(existing.get("updated_at"))
+            # A retry's record comes back from nx-27017 as naive ISO text: still the sender's time.
+            since = stored_time(existing.get("updated_at"))
             age = (utcnow() - since).total_seconds() if since is not None else float("inf")
             if age < self._settings.notify_sending_grace_s:
                 # Another copy may be calling WeChat right now: look again once it has had time to answer.
@@ -303,17 +303,3 @@ class NotifyHandlers:
             {"_id": event_id, "state": existing["state"]},
             {"$set": {**base, "state": state, "reason": reason, "updated_at": now}},
         )
-
-
-def _as_utc(value: Any) -> datetime | None:
-    """A stored time as an aware UTC datetime. A retry's `sending` is written by a top-level `$set`, which
-    nx-27017 hands back as naive ISO text (docs/architecture.md): that is still the sender's time, and
-    reading it as "no time" would take a live sender's record for a dead one's."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-    if not isinstance(value, datetime):
-        return None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
