@@ -49,10 +49,6 @@ log = get_logger(__name__)
 Clock = Callable[[], datetime]
 
 
-# A stored time as an aware UTC datetime (nx-27017 may hand back ISO text): shared.db.stored_time.
-as_utc = stored_time
-
-
 async def application_blob_ids(database: Database, application: Document) -> set[str]:
     """Every GridFS blob holding this application's images (never the roster's admission photo)."""
     db = database.db
@@ -186,7 +182,7 @@ async def purge_delivered(
     # Time ranges inside sub-documents are unreliable on nx-27017: the date is compared here, in code.
     async for application in _pages(database, {"delivery": {"$exists": True}}, batch_size):
         report.checked += 1
-        delivered_at = as_utc((application.get("delivery") or {}).get("exported_at"))
+        delivered_at = stored_time((application.get("delivery") or {}).get("exported_at"))
         if delivered_at is None:
             continue
         report.delivered += 1
@@ -222,7 +218,7 @@ async def _finish_abandoned(database: Database, blobs: BlobStore, application: D
 
     Only blobs made before the mark go: if the student comes back after it, their new uploads stay."""
     record = application["retention"]
-    marked_at = as_utc(record.get("purged_at")) or utcnow()
+    marked_at = stored_time(record.get("purged_at")) or utcnow()
     db = database.db
     snapshot = {**application, "photos": record.get("photos_before") or {}}
     blob_ids = {b for b in await application_blob_ids(database, snapshot) if created_before(b, marked_at)}
@@ -271,7 +267,7 @@ async def purge_abandoned(
     async for application in _pages(database, abandoned, batch_size):
         report.checked += 1
         # updated_at is compared here: nx-27017 may hold it as text (docs/architecture.md).
-        changed_at = as_utc(application.get("updated_at"))
+        changed_at = stored_time(application.get("updated_at"))
         current = now()
         if changed_at is None or changed_at + period > current:
             continue
@@ -296,7 +292,7 @@ async def purge_abandoned(
             )
 
         written = await applications.apply(application["_id"], mark)
-        if as_utc((written.retention or {}).get("purged_at")) != current:
+        if stored_time((written.retention or {}).get("purged_at")) != current:
             continue  # someone else marked it, or the student came back
         counts = await _finish_abandoned(database, blobs, written.doc())
         report.count_purged(counts["blobs_deleted"], counts["matches_deleted"])

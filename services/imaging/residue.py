@@ -96,7 +96,8 @@ def _pieces(mask: np.ndarray, other: np.ndarray, min_px: int) -> tuple[np.ndarra
     kept pieces in label order, each with its label in a last column.
 
     One labelling: keeping or dropping whole pieces leaves the others' shapes and their order (each
-    one's first pixel) as they were, so this is :func:`_drop_specks` of :func:`_touching` labelled again.
+    one's first pixel) as they were, so this is :func:`_drop_specks` of the pieces touching ``other``,
+    labelled again.
     """
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     near = cv2.dilate(other.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)

@@ -178,7 +178,7 @@ class DlibEngine(FaceEngine):
             )
             return None
         chip = resnet.self_check_chip()
-        expected = np.asarray(self._recogniser.compute_face_descriptor(chip), dtype=np.float32)
+        expected = self.dlib_descriptor(chip)
         try:
             if not resnet.single_threaded_blas():
                 log.warning("dlib descriptor: numpy's OpenBLAS not found; BLAS thread count left as is")
